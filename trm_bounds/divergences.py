@@ -1,0 +1,108 @@
+r"""Per-context and sample-based divergences (THEORY.md section 3 and section 6).
+
+All KL divergences are *forward*, rollout first, in nats:
+``KL(c) = sum_v pi_roll(v|c) log(pi_roll(v|c) / pi_theta(v|c))``.
+
+Numerics (THEORY.md section 3): each KL term is computed as
+``p (expm1(d) - d)`` with ``d = log q - log p``, which equals
+``p log(p/q) + q - p``; the added ``q - p`` terms sum to zero over the vocabulary,
+and the form has no cancellation when ``q`` is close to ``p`` (it is
+``p (u - log1p(u))`` with ``u = (q - p)/p``).  Terms with ``p = 0`` contribute ``q``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "kl",
+    "kl_from_logprobs",
+    "tv",
+    "tv_from_logprobs",
+    "k1",
+    "k2",
+    "k3",
+    "PINSKER_SLACK",
+]
+
+#: Additive slack used when checking Pinsker-type relations in squared form,
+#: ``2 TV^2 <= KL + PINSKER_SLACK`` (THEORY.md section 3).
+PINSKER_SLACK = 1e-14
+
+
+def kl_from_logprobs(logp: ArrayLike, logq: ArrayLike, axis: int = -1) -> np.ndarray:
+    r"""Forward KL(p || q) in nats from log-probabilities, summed over ``axis``.
+
+    .. math:: \mathrm{KL}(p\|q) = \sum_v p_v\,(e^{d_v} - 1 - d_v),\quad d_v = \log q_v - \log p_v
+
+    (THEORY.md section 3, stable form).  ``p`` is the rollout policy.
+
+    >>> float(kl_from_logprobs(np.log([0.5, 0.5]), np.log([0.5, 0.5])))
+    0.0
+    """
+    logp = np.asarray(logp, dtype=np.float64)
+    logq = np.asarray(logq, dtype=np.float64)
+    p = np.exp(logp)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = logq - logp
+        term = p * (np.expm1(d) - d)
+    # p = 0: the term is q (limit of p log(p/q) + q - p); q = 0 < p: +inf.
+    term = np.where(p == 0.0, np.exp(logq), term)
+    term = np.where((p > 0.0) & np.isneginf(logq), np.inf, term)
+    return term.sum(axis=axis)
+
+
+def kl(p: ArrayLike, q: ArrayLike, axis: int = -1) -> np.ndarray:
+    r"""Forward KL(p || q) in nats between probability vectors along ``axis``.
+
+    .. math:: \mathrm{KL}(p\|q) = \sum_v p_v \log(p_v/q_v) + q_v - p_v
+
+    computed as ``p (u - log1p(u))``, ``u = (q-p)/p`` (THEORY.md section 3).
+
+    >>> round(float(kl([0.9, 0.1], [0.5, 0.5])), 12)
+    0.368064953001
+    """
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return kl_from_logprobs(np.log(p), np.log(q), axis=axis)
+
+
+def tv(p: ArrayLike, q: ArrayLike, axis: int = -1) -> np.ndarray:
+    r"""Total variation ``TV(p, q) = 1/2 sum_v |p_v - q_v|`` along ``axis`` (THEORY.md section 3).
+
+    >>> float(tv([0.9, 0.1], [0.5, 0.5]))
+    0.4
+    """
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    return 0.5 * np.abs(p - q).sum(axis=axis)
+
+
+def tv_from_logprobs(logp: ArrayLike, logq: ArrayLike, axis: int = -1) -> np.ndarray:
+    r"""Total variation from log-probabilities: ``1/2 sum_v |e^{log p_v} - e^{log q_v}|``."""
+    return tv(np.exp(np.asarray(logp, np.float64)), np.exp(np.asarray(logq, np.float64)), axis)
+
+
+def k1(r: ArrayLike) -> np.ndarray:
+    r"""Sample estimator ``k1 = -r`` of KL(roll||theta), ``r = log rho`` (THEORY.md section 6)."""
+    return -np.asarray(r, dtype=np.float64)
+
+
+def k2(r: ArrayLike) -> np.ndarray:
+    r"""Sample estimator ``k2 = r^2 / 2`` (symmetric, for max-filtering; THEORY.md section 6)."""
+    r = np.asarray(r, dtype=np.float64)
+    return 0.5 * r * r
+
+
+def k3(r: ArrayLike) -> np.ndarray:
+    r"""Sample estimator ``k3 = rho - 1 - r = expm1(r) - r`` (THEORY.md section 6).
+
+    Unbiased for KL(roll || theta) under rollout sampling; non-negative.
+
+    >>> float(k3(0.0))
+    0.0
+    """
+    r = np.asarray(r, dtype=np.float64)
+    return np.expm1(r) - r

@@ -1,0 +1,92 @@
+"""Result files: every experiment writes one JSON file, every figure is drawn from one.
+
+A result file is a JSON object with the experiment's data plus provenance:
+``{"experiment", "created", "git_hash", "args", "seed", ...data}``.
+Files are written atomically (temporary file, then rename), so an interrupted run
+never leaves a partial result behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["write_results", "read_results", "git_hash", "to_jsonable", "atomic_write_text"]
+
+
+def git_hash(cwd: str | os.PathLike | None = None) -> str | None:
+    """The current commit of the repository holding ``cwd`` (or this package), or None."""
+    cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays (recursively) to plain Python; non-finite floats to strings."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_results(
+    path: str | os.PathLike,
+    data: dict[str, Any],
+    *,
+    experiment: str,
+    args: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> Path:
+    """Write one experiment's results with provenance (experiment, created, git hash, args, seed)."""
+    record = {
+        "experiment": experiment,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_hash": git_hash(),
+        "args": args or {},
+        "seed": seed,
+    }
+    record.update(data)
+    return atomic_write_text(path, json.dumps(to_jsonable(record), indent=1) + "\n")
+
+
+def read_results(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a result file written by :func:`write_results`."""
+    with open(path) as fh:
+        return json.load(fh)
