@@ -1,0 +1,336 @@
+"""Tests of the finite-state DP engine (``trm_bounds.finite_state``; THEORY.md sections 2-5).
+
+Every quantity is checked two ways: DP against full tree enumeration
+(``trm_bounds.tabular.exact_report`` on ``to_tree_instance``), ``L'`` by the
+performance-difference form against the forward first-moment pass, time-broadcast against
+materialised policy arrays, and the THEORY.md section-3 relations and every bound on random
+exact instances.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tolerances import ATOL, RTOL, leq
+
+from trm_bounds import finite_state as fs
+from trm_bounds.bounds import BOUND_NAMES
+from trm_bounds.divergences import PINSKER_SLACK, kl
+
+tabular = pytest.importorskip("trm_bounds.tabular")
+
+#: Keys shared with the tree engine (issue 3, item 4).
+SHARED_KEYS = tuple(k for k in tabular.REPORT_KEYS if k != "error_max_over_rewards")
+KINDS = (
+    "uniform",
+    "uniform_nonhom",
+    "sparse_end",
+    "sparse_start",
+    "staleness",
+    "moe",
+    "noise",
+    "walk",
+    "walk_sparse",
+)
+
+
+def make(kind: str, T: int, S: int, V: int, seed: int) -> fs.FiniteStateInstance:
+    """One instance of each generator kind (sizes small enough for tree enumeration)."""
+    if kind == "uniform":
+        return fs.uniform_divergence_instance(T, S, V, delta=0.05, seed=seed)
+    if kind == "uniform_nonhom":
+        return fs.uniform_divergence_instance(
+            T, S, V, delta=0.05, seed=seed, time_homogeneous=False
+        )
+    if kind == "sparse_end":
+        return fs.sparse_divergence_instance(T, S, V, kl_size=0.3, seed=seed)
+    if kind == "sparse_start":
+        return fs.sparse_divergence_instance(T, S, V, kl_size=0.3, at="start", seed=seed)
+    if kind == "staleness":
+        return fs.staleness_instance(T, S, V, lr=4.0, seed=seed)
+    if kind == "moe":
+        return fs.moe_flip_instance(T, S, V, n_flips=3, seed=seed)
+    if kind == "walk":
+        return fs.random_walk_instance(T, S + 1, delta=0.05, offset=seed % 3)
+    if kind == "walk_sparse":
+        return fs.random_walk_instance(T, S + 1, delta=0.05, n_contexts=3, offset=seed % 3)
+    return fs.dense_noise_instance(T, S, V, sigma=0.5, p_zero=0.2, seed=seed)
+
+
+def assert_close(a, b, what: str) -> None:
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=RTOL, atol=ATOL, err_msg=what)
+
+
+def assert_report_matches_tree(inst: fs.FiniteStateInstance) -> None:
+    """DP report == tree enumeration, every shared key, to the suite's tolerance pair."""
+    rep = fs.exact_report(inst)
+    tree = fs.to_tree_instance(inst)
+    ref = tabular.exact_report(tree)
+    for key in SHARED_KEYS:
+        if isinstance(rep[key], dict):
+            for name in BOUND_NAMES:
+                assert_close(rep[key][name], ref[key][name], f"{inst.name}: {key}[{name}]")
+        else:
+            assert_close(rep[key], ref[key], f"{inst.name}: {key}")
+    # D_KL^seq by the chain rule (DP) against the direct sequence KL (tree enumeration)
+    assert_close(rep["D_KL_seq"], ref["D_KL_seq_direct"], f"{inst.name}: D_KL_seq direct")
+    # max over final-state rewards: the tree's error coefficients summed per final state
+    c_tree = tabular.error_coefficients(tree)  # (n_prompts, V^T)
+    final = _final_states(inst)  # (n_prompts, V^T)
+    c_fs = np.zeros(inst.S)
+    np.add.at(c_fs, final.ravel(), c_tree.ravel())
+    assert_close(rep["error_max_over_rewards"], 0.5 * np.abs(c_fs).sum(), f"{inst.name}: maxR")
+    assert leq(rep["error_max_over_rewards"], ref["error_max_over_rewards"])
+
+
+def _final_states(inst: fs.FiniteStateInstance) -> np.ndarray:
+    """Final state of every sequence of every prompt, in the exchange sequence order."""
+    rows = []
+    for s0 in np.flatnonzero(inst.p0 > 0):
+        states = np.array([s0])
+        for _ in range(inst.T):
+            states = inst.f[states].ravel()
+        rows.append(states)
+    return np.stack(rows)
+
+
+# --------------------------------------------------------------------------- paper / theory
+def test_tight_instance_reaches_sharp_bounds():
+    """THEORY.md section 5: V = T = 2, Error = 2 eps^2 = sharp Classical-TV, Coupling and
+    Adaptive-hybrid bounds exactly; the published ones are twice that."""
+    for eps in (0.05, 0.1, 0.3):
+        rep = fs.exact_report(fs.tight_instance(eps))
+        assert_close(rep["error"], 2 * eps**2, "tight error")
+        assert_close(rep["error_identity"], 2 * eps**2, "tight error (first moment)")
+        for name in ("classical_tv", "coupling", "adaptive_hybrid"):
+            assert_close(rep["bounds_sharp"][name], rep["error"], name)
+            assert_close(rep["bounds_published"][name], 2 * rep["error"], name)
+        # the final state is y_1 == y_2, which is all the reward needs: max_R over final-state
+        # rewards equals the error of R = 1[y_1 = y_2] (THEORY.md section 2 closed form)
+        assert_close(rep["error_max_over_rewards"], 2 * eps**2, "tight maxR")
+
+
+def test_single_perturbed_context_has_zero_error():
+    """THEORY.md section 2: one differing context makes the surrogate first-order exact."""
+    for seed in range(4):
+        inst = fs.sparse_divergence_instance(30, 5, 3, n_contexts=1, kl_size=0.5, seed=seed)
+        rep = fs.exact_report(inst)
+        assert rep["D_KL_seq"] > 0.0
+        assert abs(rep["error"]) <= ATOL
+        assert abs(rep["error_identity"]) <= ATOL
+        assert rep["error_max_over_rewards"] <= ATOL
+
+
+# --------------------------------------------------------------------------- tree agreement
+@pytest.mark.parametrize("kind", KINDS)
+def test_dp_agrees_with_tree_enumeration(kind):
+    """Every exact_report key equals the tree engine's on the expanded tree (issue 3, item 5)."""
+    for seed in range(2):
+        assert_report_matches_tree(make(kind, 5, 4, 3, seed))
+
+
+def test_tight_instance_agrees_with_tree():
+    assert_report_matches_tree(fs.tight_instance(0.2))
+
+
+@settings(max_examples=25)
+@given(
+    kind=st.sampled_from(KINDS),
+    T=st.integers(2, 5),
+    S=st.integers(1, 5),
+    V=st.integers(2, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_dp_agrees_with_tree_random(kind, T, S, V, seed):
+    """Property: DP == tree enumeration on random small instances of every generator."""
+    assert_report_matches_tree(make(kind, T, S, V, seed))
+
+
+# --------------------------------------------------------------------------- properties
+@given(
+    kind=st.sampled_from(KINDS),
+    T=st.integers(2, 40),
+    S=st.integers(1, 6),
+    V=st.integers(2, 4),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_error_within_every_bound_and_section3_relations(kind, T, S, V, seed):
+    """|Error| and max_R |Error| <= every published and sharp bound; L' two ways agree to
+    1e-10; THEORY.md section-3 relations; 1 - BC <= D_TV^seq <= sqrt(1 - BC^2)."""
+    inst = make(kind, T, S, V, seed)
+    rep = fs.exact_report(inst)
+    assert abs(rep["L_prime"] - rep["L_prime_first_moment"]) <= 1e-10
+    assert abs(rep["error"] - rep["error_identity"]) <= 1e-10
+    for key in ("bounds_published", "bounds_sharp"):
+        for name in BOUND_NAMES:
+            assert leq(abs(rep["error"]), rep[key][name]), (key, name)
+            assert leq(rep["error_max_over_rewards"], rep[key][name]), (key, name)
+    for name in BOUND_NAMES:
+        assert_close(rep["bounds_sharp"][name], rep["bounds_published"][name] / 2, name)
+    res = fs.dp_exact(inst)
+    eps, delta = rep["eps"], rep["delta"]
+    assert leq(2 * res.tv_ts**2, res.kl_ts + PINSKER_SLACK)  # Pinsker per (t, s)
+    assert leq(2 * eps**2, delta + PINSKER_SLACK) and eps <= 1.0
+    assert leq(rep["Dbar"], eps)
+    assert leq(rep["D_KL_seq"], T * delta)
+    assert leq(2 * rep["D_TV_seq"] ** 2, rep["D_KL_seq"] + PINSKER_SLACK)
+    # KL(d_t^roll || d_t^theta) over states <= sum_{s<t} E KL(c_s) <= (t-1) delta
+    marg = kl(res.d_roll, res.d_theta)  # (T+1,) t = 1..T+1
+    chain = np.concatenate([[0.0], np.cumsum((res.d_roll[:T] * res.kl_ts).sum(1))])
+    assert leq(marg, chain + PINSKER_SLACK)
+    assert leq(chain[:T], np.arange(T) * delta)
+    assert leq(rep["D_TV_seq_lower"], rep["D_TV_seq"])
+    if rep["D_TV_seq_method"] == "exact":
+        upper = np.sqrt(max(0.0, 1 - rep["bhattacharyya"] ** 2))
+        assert leq(rep["D_TV_seq"], upper)
+
+
+def test_adversarial_reward_attains_max_over_final_state_rewards():
+    """Error is linear in r: r = 1[c > 0] attains 1/2 sum |c| (THEORY.md section 2)."""
+    for seed in range(3):
+        inst = fs.dense_noise_instance(12, 5, 3, sigma=1.0, seed=seed)
+        best = inst.with_reward(fs.adversarial_reward(inst))
+        rep = fs.exact_report(best)
+        assert_close(rep["error"], rep["error_max_over_rewards"], "adversarial")
+        assert_close(
+            rep["error_max_over_rewards"], fs.exact_report(inst)["error_max_over_rewards"], ""
+        )
+        assert leq(abs(fs.exact_report(inst)["error"]), rep["error"])
+
+
+# --------------------------------------------------------------------------- long horizons
+def test_time_broadcast_equals_materialised_arrays():
+    """The time-homogeneous fast path equals the general path on the same policies
+    (several chunks: T exceeds the chunk length at S = 40)."""
+    inst = fs.uniform_divergence_instance(700, 40, 3, delta=1e-3, seed=1)
+    mat = fs.FiniteStateInstance(
+        inst.p0, inst.f, np.array(inst.pi_roll), np.array(inst.pi_theta), inst.reward
+    )
+    assert fs._chunk_len(inst.T, inst.S) < inst.T
+    a, b = fs.exact_report(inst), fs.exact_report(mat)
+    for key in SHARED_KEYS:
+        if isinstance(a[key], dict):
+            assert_close(list(a[key].values()), list(b[key].values()), key)
+        else:
+            assert_close(a[key], b[key], key)
+    assert_close(a["error_identity"], b["error_identity"], "error_identity")
+
+
+def test_bhattacharyya_used_beyond_enumeration():
+    """V^T > 2^20 switches to a certified upper bound, sandwiching 1 - BC below it; the
+    upper bound stays within min(1, sqrt(D_KL^seq / 2)) (THEORY.md section 3)."""
+    inst = fs.uniform_divergence_instance(21, 4, 2, delta=1e-3, seed=0)  # 2^21 sequences
+    rep = fs.exact_report(inst)
+    assert rep["D_TV_seq_method"] in ("bhattacharyya_upper", "pinsker_upper")
+    assert rep["D_TV_seq_lower"] <= rep["D_TV_seq"]
+    assert leq(2 * rep["D_TV_seq"] ** 2, rep["D_KL_seq"] + PINSKER_SLACK)
+    bc = rep["bhattacharyya"]
+    expected = min(np.sqrt(1 - bc**2), np.sqrt(rep["D_KL_seq"] / 2))
+    assert_close(rep["D_TV_seq"], expected, "certified upper")
+
+
+def test_sparse_divergence_keeps_dkl_seq_fixed():
+    """Sparse regime: D_KL^seq does not grow with T when the contexts sit at the start
+    (positions 1, 2 are reached identically for every T >= 2)."""
+    vals = [
+        fs.exact_report(fs.sparse_divergence_instance(T, 6, 3, at="start", seed=3))["D_KL_seq"]
+        for T in (2, 20, 2000)
+    ]
+    assert_close(vals, [vals[0]] * 3, "D_KL_seq fixed")
+
+
+def test_reachability_survives_underflow():
+    """A state reached with probability 1e-400 (underflows to 0) still counts in eps."""
+    f = np.array([[0, 1], [1, 2], [2, 2]])
+    tiny = 1e-200
+    row = np.array([1.0, tiny])
+    pr = np.broadcast_to(row / row.sum(), (3, 3, 2)).copy()
+    pt = pr.copy()
+    pt[2, 2] = [0.5, 0.5]  # differs only at (t = 3, s = 2), reached w.p. 1e-400
+    pr[2, 2] = [0.9, 0.1]
+    inst = fs.FiniteStateInstance(np.eye(3)[0], f, pr, pt, np.array([0.0, 0.0, 1.0]))
+    rep = fs.exact_report(inst)
+    assert_close(rep["eps"], 0.4, "eps at the underflowed state")
+
+
+# --------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    ("field", "change", "message"),
+    [
+        (
+            "pi_roll",
+            lambda a: a.__setitem__((1, 0, 0), a[1, 0, 0] + 0.1),
+            "pi_roll: row (t=2, s=0)",
+        ),
+        ("pi_theta", lambda a: a.__setitem__((0, 1, 1), -0.5), "pi_theta: entry (t=1, s=1, v=1)"),
+        ("f", lambda a: a.__setitem__((0, 1), 7), "f: entry (s=0, v=1)"),
+        ("reward", lambda a: a.__setitem__(2, 1.5), "reward: entry s=2"),
+        ("p0", lambda a: a.__setitem__(0, 0.5), "p0: row"),
+    ],
+)
+def test_invalid_instances_are_rejected(field, change, message):
+    good = fs.dense_noise_instance(3, 3, 2, seed=0)
+    arrays = {k: np.array(getattr(good, k)) for k in ("p0", "f", "pi_roll", "pi_theta", "reward")}
+    change(arrays[field])
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        fs.FiniteStateInstance(**arrays, name="bad")
+
+
+def test_theta_outside_roll_support_is_rejected():
+    """L' needs theta << roll at reachable (t, s) (THEORY.md section 2, as the tree engine)."""
+    inst = fs.dense_noise_instance(3, 3, 2, seed=0)
+    pr, pt = np.array(inst.pi_roll), np.array(inst.pi_theta)
+    pr[0, :, 0], pr[0, :, 1] = 0.0, 1.0
+    with pytest.raises(ValueError, match="theta << roll"):
+        fs.exact_report(fs.FiniteStateInstance(np.eye(3)[0], inst.f, pr, pt, inst.reward))
+
+
+def test_random_walk_kl_is_exactly_delta():
+    """The walk's tilt e = sqrt(-expm1(-2 delta))/2 gives KL = -1/2 log(1 - 4e^2) = delta."""
+    for delta in (1e-6, 1e-3, 0.3):
+        rep = fs.exact_report(fs.random_walk_instance(6, 9, delta=delta))
+        assert_close(rep["delta"], delta, "walk delta")
+        assert_close(rep["D_KL_seq"], 6 * delta, "uniform: D_KL^seq = T delta")
+
+
+# --------------------------------------------------------------------------- experiment
+def test_tabular_scaling_smoke(tmp_path):
+    """experiments/tabular_scaling.py --tiny writes the documented layout, and every exact
+    |Error| and max_R |Error| in it lies below every sharp bound."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    try:
+        import tabular_scaling
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "ts.json"
+    assert tabular_scaling.main(["--tiny", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["experiment"] == "tabular_scaling"
+    assert set(data["regimes"]) == {"uniform", "sparse", "uniform_mixing", "sparse_mixing"}
+    for reg in data["regimes"].values():
+        n = len(reg["T"])
+        assert n >= 2 and reg["T"] == sorted(reg["T"])
+        assert set(reg["bounds_sharp"]) == set(BOUND_NAMES)
+        assert set(reg["slopes"]["bounds_published"]) == set(BOUND_NAMES)
+        for name in BOUND_NAMES:
+            assert len(reg["bounds_sharp"][name]) == n
+            assert leq(reg["abs_error"], reg["bounds_sharp"][name])
+            assert leq(reg["error_max_over_rewards"], reg["bounds_sharp"][name])
+
+
+@pytest.mark.slow
+def test_long_horizon_two_surrogates_agree():
+    """T = 10^5 (issue 3, item 2): L' by performance difference == first-moment pass, and
+    the exact error stays below every sharp bound (time-varying and homogeneous paths)."""
+    for inst in (
+        fs.dense_noise_instance(100_000, 8, 4, sigma=0.02, seed=0),
+        fs.random_walk_instance(100_000, 64, delta=1e-5),
+    ):
+        rep = fs.exact_report(inst)
+        assert abs(rep["L_prime"] - rep["L_prime_first_moment"]) <= 1e-10
+        for name in BOUND_NAMES:
+            assert leq(rep["error_max_over_rewards"], rep["bounds_sharp"][name])
