@@ -1,0 +1,319 @@
+"""Small transformers: model properties, exact enumeration, export, bounds on neural pairs.
+
+Checks (issue 4): log-probabilities normalise; the model is causal; the KV cache agrees with
+the full pass; every enumerated pair satisfies the THEORY.md identities (error two ways,
+D_KL^seq two ways) and section-3 relations, and ``|Error| <= `` every published and sharp
+bound (also ``max_R |Error|``); the precision pair has a non-zero divergence; a pair exported
+as a ``trm-oracle-instances/v1`` instance gives identical exact quantities in the tabular
+engine.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tolerances import ATOL, RTOL, leq
+
+from trm_bounds.bounds import BOUND_NAMES
+from trm_bounds.neural_exact import (
+    context_indices,
+    enumerate_tables,
+    exact_quantities,
+    instance_dict,
+    n_contexts,
+    reward_table,
+    sequence_tokens,
+    write_instances_json,
+)
+from trm_bounds.transformer import (
+    GPT,
+    GPTConfig,
+    MarkovSource,
+    count_route_flips,
+    grammar_reward,
+    moe_routing_pair,
+    policy_logprobs,
+    precision_pair,
+    sample,
+    staleness_pair,
+    token_logprobs,
+    train_on_source,
+    weight_noise_pair,
+)
+
+torch.set_num_threads(1)  # tiny models: threads only add contention on shared CI cores
+
+V, N_PROMPTS = 4, 2
+P_X = np.full(N_PROMPTS, 1.0 / N_PROMPTS)
+
+
+@pytest.fixture(scope="module")
+def source():
+    return MarkovSource(V=V, n_prompts=N_PROMPTS, seed=0)
+
+
+@pytest.fixture(scope="module")
+def dense(source):
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=V, n_prompts=N_PROMPTS, seed=0))
+    train_on_source(m, source, steps=40, lr=1e-2, seed=0)
+    return m
+
+
+@pytest.fixture(scope="module")
+def moe(source):
+    m = GPT(GPTConfig(vocab_size=V, n_prompts=N_PROMPTS, n_experts=4, top_k=2, seed=1))
+    train_on_source(m, source, steps=40, lr=1e-2, seed=1)
+    return m
+
+
+@pytest.fixture(scope="module")
+def pairs(dense, moe, source):
+    """One pair per mismatch source (issue 4 item 2)."""
+    return {
+        "precision_bf16": precision_pair(dense, torch.bfloat16),
+        "precision_fp16": precision_pair(dense, torch.float16),
+        "staleness": staleness_pair(dense, source, k=2, lr=1e-3, T=4, batch=32),
+        "moe_routing": moe_routing_pair(moe, 0.05, seed=0),
+        "weight_noise": weight_noise_pair(dense, 0.05, seed=0),
+    }
+
+
+@pytest.fixture(scope="module")
+def reports(pairs, source):
+    """Exact quantities of every pair at T = 3 and 4 (V^T = 64 and 256 sequences)."""
+    out = {}
+    for T in (3, 4):
+        R = reward_table(source, N_PROMPTS, T)
+        for name, (roll, theta) in pairs.items():
+            pr, pt = enumerate_tables(roll, T), enumerate_tables(theta, T)
+            out[name, T] = (pr, pt, R, exact_quantities(pr, pt, R, P_X))
+    return out
+
+
+def _random_inputs(T, n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, N_PROMPTS, (n,), generator=g)
+    y = torch.randint(0, V, (n, T), generator=g)
+    return x, y
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_logprobs_normalise(dense, dtype):
+    """sum_v pi(v|c) = 1 at every position, in float64 whatever dtype the network runs in."""
+    model = precision_pair(dense, dtype)[0]
+    x, y = _random_inputs(6)
+    idx = torch.cat([(V + x)[:, None], y[:, :-1]], 1)
+    logp = policy_logprobs(model, idx)
+    assert logp.dtype == torch.float64
+    np.testing.assert_allclose(logp.exp().sum(-1).numpy(), 1.0, rtol=RTOL, atol=ATOL)
+    # token_logprobs is the gather of the same distributions
+    tok = token_logprobs(model, x, y).detach()
+    np.testing.assert_allclose(tok, logp.gather(-1, y[..., None])[..., 0], rtol=RTOL, atol=ATOL)
+
+
+def test_model_is_causal(dense):
+    """Changing y_j changes no logit at input positions <= j-1 ... and does change later ones."""
+    model = precision_pair(dense, torch.float64)[1]
+    x, y = _random_inputs(6)
+    j = 3  # input position of token y_3 (the prompt token is position 0)
+    idx = torch.cat([(V + x)[:, None], y], 1)  # (n, 7)
+    idx2 = idx.clone()
+    idx2[:, j] = (idx2[:, j] + 1) % V
+    a, b = policy_logprobs(model, idx), policy_logprobs(model, idx2)
+    np.testing.assert_allclose(a[:, :j], b[:, :j], rtol=RTOL, atol=ATOL)
+    assert (a[:, j:] - b[:, j:]).abs().max() > 1e-6
+
+
+def test_kv_cache_matches_full_pass(dense):
+    """The sampler's cached log-probabilities equal one teacher-forced pass (float64 model)."""
+    model = precision_pair(dense, torch.float64)[1]
+    x = torch.tensor([0, 1, 1, 0])
+    y, logp = sample(model, x, 7, torch.Generator().manual_seed(0))
+    full = policy_logprobs(model, torch.cat([(V + x)[:, None], y[:, :-1]], 1))
+    np.testing.assert_allclose(logp, full, rtol=RTOL, atol=ATOL)
+
+
+def test_training_moves_far_from_uniform(dense, source):
+    """After training, the mean largest next-token probability exceeds uniform (1/V = 0.25)
+    by far: the source puts (1 - leak) = 0.9 on two allowed successors, so >= 0.45 on one."""
+    pi = enumerate_tables(dense, 3)
+    assert pi.max(-1).mean() > 0.4
+    # and the grammar reward under the model beats the uniform policy's n_allowed/V = 0.5
+    R = reward_table(source, N_PROMPTS, 3)
+    rep = exact_quantities(pi, pi, R, P_X, with_bounds=False)
+    assert rep["J_roll"] > 0.7
+
+
+def test_reward_in_unit_interval(source):
+    """R in [0, 1] on every sequence; R = 1 exactly on a grammatical chain."""
+    R = reward_table(source, N_PROMPTS, 4)
+    assert R.min() >= 0.0 and R.max() <= 1.0
+    prev, y = 0, []  # prompt 0 starts at y_0 = 0; follow the first allowed successor
+    for _ in range(4):
+        prev = int(np.flatnonzero(source.allowed[prev])[0])
+        y.append(prev)
+    assert grammar_reward(source, [0], [y])[0] == 1.0
+
+
+def test_context_and_sequence_indexing():
+    """ctx(t, y_<t) and seq(y) follow issue 3's layout (independent formula: tabular)."""
+    from trm_bounds.tabular import context_index, sequence_index
+
+    T = 4
+    toks, ctx = sequence_tokens(V, T), context_indices(V, T)
+    for s in (0, 1, 37, V**T - 1):
+        y = toks[s].tolist()
+        assert sequence_index(y, V) == s
+        assert [context_index(y[:t], V) for t in range(T)] == ctx[s].tolist()
+    assert int(ctx.max()) == n_contexts(V, T) - 1
+
+
+def test_enumerated_table_matches_direct_evaluation(dense):
+    """The table row of context (x, y_<t) equals the model's distribution on that prefix
+    (float64 model, so batch shape does not change the rounding)."""
+    from trm_bounds.tabular import context_index
+
+    T = 4
+    dense = precision_pair(dense, torch.float64)[1]
+    pi = enumerate_tables(dense, T)
+    for x, prefix in ((0, []), (1, [2]), (0, [3, 1, 0])):
+        idx = torch.tensor([[V + x, *prefix]])
+        direct = policy_logprobs(dense, idx)[0, -1].exp().numpy()
+        np.testing.assert_allclose(pi[x, context_index(prefix, V)], direct, rtol=RTOL, atol=ATOL)
+
+
+def test_identities_and_relations(reports):
+    """THEORY.md s.2 error two ways (and via J), D_KL^seq chain rule = direct; s.3 relations."""
+    for (_name, T), (*_, q) in reports.items():
+        np.testing.assert_allclose(q["error"], q["error_identity"], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(q["error"], q["error_from_J"], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(q["D_KL_seq"], q["D_KL_seq_direct"], rtol=RTOL, atol=ATOL)
+        assert 2 * q["eps"] ** 2 <= q["delta"] + 1e-14  # Pinsker, squared form (s.3)
+        assert leq(q["Dbar"], q["eps"])
+        assert leq(q["D_KL_seq"], T * q["delta"])
+        assert 2 * q["D_TV_seq"] ** 2 <= q["D_KL_seq"] + 1e-14
+        assert leq(abs(q["error"]), q["error_max_over_rewards"])
+
+
+def test_error_within_every_bound(reports):
+    """|Error| <= every published and sharp bound (THEORY.md s.4, s.5) on every pair, and so
+    is the reward-free worst case max_R |Error| (the bounds hold for every R in [0, 1])."""
+    for key, (*_, q) in reports.items():
+        for kind in ("bounds_published", "bounds_sharp"):
+            assert set(q[kind]) == set(BOUND_NAMES)
+            for name, b in q[kind].items():
+                assert leq(q["error_max_over_rewards"], b), (key, kind, name)
+        for name in BOUND_NAMES:  # sharp = published / 2 (s.5)
+            np.testing.assert_allclose(
+                2 * q["bounds_sharp"][name], q["bounds_published"][name], rtol=RTOL, atol=ATOL
+            )
+
+
+@settings(max_examples=12)  # each example enumerates two models (about 0.3 s)
+@given(
+    kind=st.sampled_from(["weight_noise", "moe_routing"]),
+    scale=st.floats(1e-3, 1.0),
+    seed=st.integers(0, 2**16),
+    T=st.integers(2, 4),
+)
+def test_bounds_hold_on_random_neural_pairs(dense, moe, source, kind, scale, seed, T):
+    """Random perturbation scale and seed: the s.2 identity and |Error|, max_R |Error| <=
+    every published and sharp bound (THEORY.md s.4, s.5)."""
+    if kind == "weight_noise":
+        roll, theta = weight_noise_pair(dense, scale, seed=seed)
+    else:
+        roll, theta = moe_routing_pair(moe, scale, seed=seed)
+    R = reward_table(source, N_PROMPTS, T)
+    q = exact_quantities(enumerate_tables(roll, T), enumerate_tables(theta, T), R, P_X)
+    np.testing.assert_allclose(q["error"], q["error_identity"], rtol=RTOL, atol=ATOL)
+    for kind_b in ("bounds_published", "bounds_sharp"):
+        for name, b in q[kind_b].items():
+            assert leq(q["error_max_over_rewards"], b), (kind_b, name)
+
+
+def test_precision_pair_has_nonzero_divergence(reports):
+    """Low-precision evaluation changes the policy: delta, eps > 0; bfloat16 (8 significand
+    bits) departs more than float16 (11 bits)."""
+    for T in (3, 4):
+        bf, fp = reports["precision_bf16", T][3], reports["precision_fp16", T][3]
+        assert fp["delta"] > 0 and fp["eps"] > 0 and fp["D_KL_seq"] > 0
+        assert bf["delta"] > fp["delta"]
+
+
+def test_every_source_has_nonzero_error(reports):
+    """Every mismatch source moves at least two contexts on a path, so Error != 0 (s.2)."""
+    for (name, _T), (*_, q) in reports.items():
+        assert q["error_max_over_rewards"] > 0, name
+
+
+def test_moe_routing_flips_a_few_contexts(pairs):
+    """The router perturbation flips the expert choice on some but not all positions."""
+    roll, theta = pairs["moe_routing"]
+    toks = sequence_tokens(V, 4)
+    idx = torch.cat([torch.full((len(toks), 1), V), toks[:, :-1]], 1)
+    flips, total = count_route_flips(roll, theta, idx)
+    assert 0 < flips < total
+
+
+def test_export_matches_tabular_engine(reports, tmp_path):
+    """Pair -> trm-oracle-instances/v1 file -> tabular.exact_report: identical quantities."""
+    from trm_bounds.tabular import exact_report, load_instances
+
+    keys = "J_roll J_theta L_prime error error_identity error_max_over_rewards eps delta"
+    keys = (keys + " Dbar D_KL_seq D_TV_seq").split()
+    insts = [
+        instance_dict(f"{name}-T{T}", pr, pt, R, P_X, expected=q, kind=name)
+        for (name, T), (pr, pt, R, q) in reports.items()
+        if T == 3
+    ]
+    path = write_instances_json(tmp_path / "inst.json", insts)
+    loaded = load_instances(path)
+    assert len(loaded) == len(insts)
+    for inst in loaded:
+        rep = exact_report(inst)
+        exp = inst.meta["expected"]
+        for k in keys:
+            np.testing.assert_allclose(rep[k], exp[k], rtol=RTOL, atol=ATOL, err_msg=k)
+        for kind in ("bounds_published", "bounds_sharp"):
+            for name in BOUND_NAMES:
+                np.testing.assert_allclose(
+                    rep[kind][name], exp[kind][name], rtol=RTOL, atol=ATOL, err_msg=name
+                )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_enumeration_matches_cpu(pairs, source):
+    """float64 enumeration and exact quantities on CUDA equal the CPU ones."""
+    from trm_bounds.transformer import no_tf32
+
+    no_tf32()
+    roll, theta = pairs["weight_noise"]
+    T = 4
+    R = reward_table(source, N_PROMPTS, T)
+    cpu = exact_quantities(enumerate_tables(roll, T), enumerate_tables(theta, T), R, P_X)
+    rc, tc = copy.deepcopy(roll).to("cuda"), copy.deepcopy(theta).to("cuda")
+    gpu = exact_quantities(enumerate_tables(rc, T), enumerate_tables(tc, T), R, P_X, device="cuda")
+    for k in ("error", "eps", "delta", "D_KL_seq", "D_TV_seq"):
+        np.testing.assert_allclose(gpu[k], cpu[k], rtol=1e-9, atol=ATOL, err_msg=k)
+
+
+@pytest.mark.slow
+def test_experiment_smoke(tmp_path):
+    """experiments/transformer_mismatch.py --small runs and writes both files (about a minute)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "transformer_mismatch.py"
+    out, inst = tmp_path / "tm.json", tmp_path / "ti.json"
+    cmd = [sys.executable, str(script), "--small", "--out", str(out), "--instances-out", str(inst)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    data = json.loads(out.read_text())
+    assert {r["source"] for r in data["exact"]} == set(data["sources"])
+    assert json.loads(inst.read_text())["schema"] == "trm-oracle-instances/v1"
