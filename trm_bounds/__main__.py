@@ -79,7 +79,7 @@ def _paper_table() -> str:
             f"{'p':<8}" + "".join(f"{'T=' + str(T):>25}" for T in LENGTH_BIAS_T)]
     for p, printed in LENGTH_BIAS_PAPER.items():
         cells = []
-        for T, (val, dec, rel) in zip(LENGTH_BIAS_T, printed):
+        for T, (val, dec, rel) in zip(LENGTH_BIAS_T, printed, strict=False):
             ours = length_bias(p, T)
             paper = f"<{val:g}" if rel == "below" else f"{val:g}"
             mark = "ok" if reproduced(ours, val, dec, rel) else "DIFFERS"

@@ -103,7 +103,7 @@ def paper_table_rows() -> list[PaperValue]:
     res_sharp = {c: compute_bounds(T_PAPER, **kw, sharp=True) for c, kw in cols.items()}
     rows: list[PaperValue] = []
     for label, keys, printed, dec, rel in _TABLE:
-        for col, key, val in zip(cols, keys, printed):
+        for col, key, val in zip(cols, keys, printed, strict=False):
             ours, ours_s, note, how = res[col][key], res_sharp[col][key], "", rel
             if rel == "closed form":
                 # The paper prints the PM closed form (THEORY.md s.7), not the exact sum.
