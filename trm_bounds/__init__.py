@@ -1,12 +1,14 @@
 """trm-bounds: the error bounds behind Trust Region Masking, computed, verified and applied.
 
-The mathematical specification is THEORY.md (shipped beside the repository in
-``shared/THEORY.md``); each public function names the section it implements.
-This module re-exports the small public API and imports neither torch nor matplotlib.
+The mathematical specification is THEORY.md (in ``shared/`` beside the repository); each
+public function names the section it implements.  This module re-exports the small public
+API and imports neither torch nor matplotlib (those live in ``trm_bounds.transformer``,
+``trm_bounds.masking`` and ``trm_bounds.plot``).
 """
 
 from trm_bounds.bounds import BOUND_NAMES, compute_bounds, kl_only
 from trm_bounds.divergences import k1, k2, k3, kl, tv
+from trm_bounds.tabular import TreeInstance, exact_report, load_instances, write_instances
 
 __all__ = [
     "BOUND_NAMES",
@@ -17,6 +19,10 @@ __all__ = [
     "k1",
     "k2",
     "k3",
+    "TreeInstance",
+    "exact_report",
+    "load_instances",
+    "write_instances",
 ]
 
 __version__ = "0.1.0"
