@@ -203,5 +203,9 @@ def annotate_slopes(ax: Axes, slopes: dict[str, float], title: str, *, loc: str 
 
 
 def note(fig: Figure, text: str) -> None:
-    """A small caption line at the bottom of ``fig`` (constrained layout makes room for it)."""
-    fig.supxlabel(text, fontsize=7.5, color="0.35")
+    """A small caption at the bottom of ``fig``, wrapped to the figure's width (constrained
+    layout makes room for it)."""
+    import textwrap
+
+    width = max(40, int(fig.get_figwidth() * 72 / (7.5 * 0.6)))  # characters per line
+    fig.supxlabel(textwrap.fill(text, width), fontsize=7.5, color="0.35")
