@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
+from trm_bounds.bounds import BOUND_NAMES, UNIFIED_MEMBERS
+
 __all__ = [
     "T",
     "t",
@@ -83,31 +85,7 @@ dtv_seq = sp.Symbol("dtv_seq", positive=True)
 #: ``Dbar_t = E_{c_t ~ d_t^roll}[TV(c_t)]``, an undefined function of the index ``t``.
 Dbar = sp.Function("Dbar")
 
-#: The twelve bounds, in the order of THEORY.md section 4 (same names as ``bounds.py``).
-BOUND_NAMES: tuple[str, ...] = (
-    "classical_tv",
-    "classical_kl",
-    "coupling",
-    "pm_kl",
-    "pm_tv",
-    "mix_kl",
-    "mix_tv",
-    "adaptive_kl",
-    "adaptive_tv",
-    "adaptive_hybrid",
-    "linear",
-    "unified",
-)
-
-#: Members of the unified bound ``B*`` (THEORY.md section 4).
-UNIFIED_MEMBERS: tuple[str, ...] = (
-    "pm_kl",
-    "pm_tv",
-    "mix_kl",
-    "mix_tv",
-    "coupling",
-    "adaptive_hybrid",
-)
+# The bound names and the members of B* are the numeric module's (one registry).
 
 #: Regime conditions of the closed forms (THEORY.md section 4).
 REGIMES: dict[str, sp.Basic] = {

@@ -52,8 +52,8 @@ def acceptance_vs_threshold(report: Mapping[str, Any]):
     if np.isfinite(lo) and hi > lo:
         ax.set_xlim(lo, hi)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("threshold (dotted: value in use)")
-    ax.set_ylabel("acceptance rate")
+    ax.set_xlabel("threshold (nats for k2/k3/KL criteria; dimensionless for SER, LN-TRM); dotted: in use")
+    ax.set_ylabel("acceptance rate (fraction of sequences)")
     ax.set_title("Acceptance against threshold")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right")
@@ -77,7 +77,7 @@ def acceptance_by_length(report: Mapping[str, Any]):
     ax.set_ylim(0, 1.3)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_xlabel("response length bucket (quantiles)")
-    ax.set_ylabel("acceptance rate")
+    ax.set_ylabel("acceptance rate (fraction of sequences)")
     ax.set_title("Acceptance by length")
     if crit:
         ax.legend(fontsize=7, loc="upper center", ncol=3)
@@ -102,8 +102,8 @@ def dbar_estimate(report: Mapping[str, Any]):
         )
     if d.size and np.all(d[d > 0] > 0) and np.any(d > 0):
         ax.set_yscale("log")
-    ax.set_xlabel("position t")
-    ax.set_ylabel("estimated mean TV")
+    ax.set_xlabel("position t (tokens)")
+    ax.set_ylabel("estimated Dbar_t = mean TV (dimensionless)")
     ax.set_title(r"Per-position $\bar D_t$ estimate")
     ax.legend(loc="upper right")
     return fig
@@ -126,7 +126,7 @@ def score_histogram(report: Mapping[str, Any], score: str, label: str):
         ax.set_xlim(edges[max(nz[0] - 2, 0)], edges[min(nz[-1] + 3, edges.size - 1)])
     ax.set_xscale("log")
     ax.set_xlabel(label)
-    ax.set_ylabel("sequences")
+    ax.set_ylabel("sequences (count)")
     ax.set_title(
         f"{label}: {int(counts[0])} at <= {edges[0]:g}, {int(counts[-1])} above {edges[-1]:g}"
     )

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
+from trm_bounds.bounds import BOUND_NAMES
+
 from . import style
 from .style import BOUND_LABELS, ERROR_STYLE, figure, plot_bound, styled
 
@@ -50,20 +52,7 @@ __all__ = [
 
 #: Bounds drawn in the scaling figures (all twelve; curves that coincide are drawn on top of
 #: each other with different markers).
-SCALING_BOUNDS = (
-    "classical_kl",
-    "classical_tv",
-    "coupling",
-    "pm_kl",
-    "pm_tv",
-    "mix_kl",
-    "mix_tv",
-    "adaptive_kl",
-    "adaptive_tv",
-    "adaptive_hybrid",
-    "linear",
-    "unified",
-)
+SCALING_BOUNDS = ("classical_kl", "classical_tv", *BOUND_NAMES[2:])
 
 
 class ResultFileError(ValueError):
