@@ -538,49 +538,50 @@ def _compute_array(
     c = _c(sharp)
     e = min(1.0, eps)
     a = min(1.0, math.sqrt(delta / 2.0))
-    n = T.astype(np.float64)
-    n -= 1.0  # n = T - 1
+    ce = c * e
+    n = np.subtract(T, 1.0, dtype=np.float64)  # n = T - 1
     n_max = float(n.max())
 
-    # C(n) = e n(n+1)/2 for n <= M = floor(1/eps), else C(M) + (n - M).
+    # Coupling = c e C(n); C(n) = eps n(n+1)/2 for n <= M = floor(1/eps), else C(M) + n - M.
     coup = n + 1.0
     coup *= n  # T (T - 1)
     classical_tv = coup * ((1.0 if sharp else 2.0) * eps * eps)
     classical_kl = coup * ((0.5 if sharp else 1.0) * delta)
     if eps > 0.0 and 1.0 / eps < n_max:
         m_c = float(math.floor(1.0 / eps))
-        np.add(n, eps * m_c * (m_c + 1.0) / 2.0 - m_c, out=coup, where=n > m_c)
-        np.multiply(coup, eps / 2.0, out=coup, where=n <= m_c)
+        above = n > m_c
+        np.multiply(coup, ce * eps / 2.0, out=coup, where=~above)
+        np.add(n, eps * m_c * (m_c + 1.0) / 2.0 - m_c, out=coup, where=above)
+        np.multiply(coup, ce, out=coup, where=above)
     else:
-        coup *= eps / 2.0
+        coup *= ce * eps / 2.0
 
-    # P(n) = a S(n) for n <= M = floor(2/delta), else P(M) + (n - M).
+    # PM-TV = c e P(n); P(n) = a S(n) for n <= M = floor(2/delta), else P(M) + n - M.
     if delta <= 0.0:
         pm = np.zeros_like(n)
     elif 2.0 / delta < n_max:
         m_p = float(math.floor(2.0 / delta))
         pm = n + (_pm_prefix(m_p, delta) - m_p)
+        pm *= ce
         low = np.flatnonzero(n <= m_p)
-        pm[low] = math.sqrt(delta / 2.0) * sum_sqrt(n[low])
+        pm[low] = (ce * math.sqrt(delta / 2.0)) * sum_sqrt(n[low])
     else:
         pm = sum_sqrt(n)
-        pm *= math.sqrt(delta / 2.0)
+        pm *= ce * math.sqrt(delta / 2.0)
 
-    # H(n) = C(n) for n <= kc = floor(delta/(2 eps^2)), else C(kc) + P(n) - P(kc).
+    # Hybrid = c e H(n); H(n) = C(n) for n <= kc = floor(delta/(2 eps^2)), else
+    # C(kc) + P(n) - P(kc).
     kc_real = adaptive_crossover(eps=eps, delta=delta)
     if eps > 0.0 and kc_real < n_max:
         kc = float(math.floor(kc_real))
-        hyb = pm + (_coupling_prefix(kc, eps) - _pm_prefix(kc, delta))
+        hyb = pm + ce * (_coupling_prefix(kc, eps) - _pm_prefix(kc, delta))
         np.copyto(hyb, coup, where=n <= kc)
-        hyb *= c * e
     else:
-        hyb = None  # equals the Coupling sum: shared below
+        hyb = coup  # H = C on the whole range: shared below
 
     out: dict[str, np.ndarray] = {"classical_tv": classical_tv, "classical_kl": classical_kl}
-    coup *= c * e
     out["coupling"] = coup
-    out["pm_kl"] = pm * (c * a)
-    pm *= c * e
+    out["pm_kl"] = pm * (a / e) if e > 0.0 else np.zeros_like(n)
     out["pm_tv"] = pm
     n += 1.0  # n = T from here on
     if np.ndim(dkl_seq) == 0:
@@ -593,24 +594,45 @@ def _compute_array(
         mk *= c * a
         out["mix_kl"] = mk
     if np.ndim(dtv_seq) == 0:
-        out["mix_tv"] = n * (c * e * min(1.0, dtv_seq))
+        out["mix_tv"] = n * (ce * min(1.0, dtv_seq))
     else:
         mt = np.minimum(dtv_seq, 1.0)
         mt *= n
-        mt *= c * e
+        mt *= ce
         out["mix_tv"] = mt
     out["adaptive_kl"] = pm  # c e P(T-1): identical to PM-TV under Dbar_t = e
     out["adaptive_tv"] = coup  # c e C(T-1): identical to Coupling under Dbar_t = e
-    out["adaptive_hybrid"] = coup if hyb is None else hyb
-    n *= c * e
+    out["adaptive_hybrid"] = hyb
+    n *= ce
     out["linear"] = n
-    uni = np.minimum(out["pm_kl"], out["pm_tv"])
-    for name in UNIFIED_MEMBERS[2:]:
-        np.minimum(uni, out[name], out=uni)
-    out["unified"] = uni
+    out["unified"] = _unified_array(out, e <= a, np.ndim(dkl_seq) == 0 and np.ndim(dtv_seq) == 0)
     for arr in out.values():
         arr.flags.writeable = False
     return {name: out[name] for name in BOUND_NAMES}
+
+
+def _unified_array(out: dict[str, np.ndarray], e_le_a: bool, scalar_seq: bool) -> np.ndarray:
+    """``B*`` over an array of ``T``, skipping members that are provably not smaller.
+
+    Under the worst case ``Dbar_t = e``, Adaptive-hybrid ``c e H`` is at most Coupling
+    ``c e C`` and PM-TV ``c e P`` (``H <= C, P`` termwise), and PM-TV is at most PM-KL when
+    ``e <= a`` (Pinsker); with scalar sequence divergences the two Mixed bounds are ``T``
+    times constants, so their minimum is one of them.  Anything else takes every member.
+    """
+    if not e_le_a:
+        uni = np.minimum(out["pm_kl"], out["pm_tv"])
+        for name in UNIFIED_MEMBERS[2:]:
+            np.minimum(uni, out[name], out=uni)
+        return uni
+    if scalar_seq:
+        mix = out["mix_kl"] if out["mix_kl"][-1] <= out["mix_tv"][-1] else out["mix_tv"]
+        uni = np.minimum(out["adaptive_hybrid"], mix)
+    else:
+        uni = np.minimum(out["adaptive_hybrid"], out["mix_kl"])
+        np.minimum(uni, out["mix_tv"], out=uni)
+    # H <= C and H <= P hold termwise in exact arithmetic; guard the last ulp.
+    np.minimum(uni, out["coupling"], out=uni)
+    return uni
 
 
 def kl_only(delta: float, dkl_seq: ArrayLike) -> tuple[float, Any]:
