@@ -165,7 +165,8 @@ def test_adaptive_at_a_equals_pm_kl(T, delta):
 def test_array_T_equals_scalar_loop():
     """One vectorised pass over an array of T equals the per-T scalar path."""
     T = np.unique(np.r_[1:300, np.geomspace(300, 2e6, 400).astype(np.int64)])
-    for delta, eps in ((1e-4, 5e-3), (1e-2, 1e-3), (2.5, 1.0), (1e-10, 7e-6), (0.0, 0.0)):
+    for delta, eps in ((1e-4, 5e-3), (1e-2, 1e-3), (2.5, 1.0), (1e-10, 7e-6), (0.0, 0.0),
+                       (1e-4, 0.0)):
         dkl = T * delta * 0.3
         dtv = np.minimum(1.0, np.sqrt(dkl / 2)) * 0.9
         for sharp in (False, True):

@@ -581,7 +581,10 @@ def _compute_array(
 
     out: dict[str, np.ndarray] = {"classical_tv": classical_tv, "classical_kl": classical_kl}
     out["coupling"] = coup
-    out["pm_kl"] = pm * (a / e) if e > 0.0 else np.zeros_like(n)
+    if e > 0.0:
+        out["pm_kl"] = pm * (a / e)
+    else:  # pm = c e P vanishes with eps: PM-KL = c a P(T-1) from the scalar prefix
+        out["pm_kl"] = c * a * _pm_prefix(n, delta)
     out["pm_tv"] = pm
     n += 1.0  # n = T from here on
     if np.ndim(dkl_seq) == 0:
