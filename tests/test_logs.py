@@ -234,3 +234,55 @@ def test_trainer_minus_inf_is_valid(tmp_path):
     src["lp"][2, 0] = -np.inf
     b = load_dataset([write_npz(tmp_path / "d.npz", src)])
     assert b.log_probs[2, 0] == -np.inf
+
+
+@pytest.mark.parametrize("kind", list(WRITERS))
+def test_zero_padding_flag_is_true_when_set(tmp_path, kind):
+    """Batch.zero_padding promises 0 in both logprob arrays outside the mask (the statistics
+    then skip their masking pass): wherever a loader sets it, it holds; formats built from
+    lists without a mask field set it."""
+    src = random_source(B=9, T=12, seed=9)
+    for c in iter_batches([WRITERS[kind](tmp_path, src)], chunk_size=4):
+        if c.zero_padding:
+            off = ~c.response_mask
+            assert (c.log_probs[off] == 0).all() and (c.rollout_log_probs[off] == 0).all()
+        assert c.zero_padding or kind not in ("parquet_lists", "jsonl", "nemo_rl_jsonl")
+
+
+def test_float32_parquet_loads_as_float32(tmp_path):
+    """list<float> parquet columns stay float32 (no float64 conversion pass), values exact."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = random_source(B=7, T=10, seed=10)
+    lp32, lr32 = src["lp"].astype(np.float32), src["lr"].astype(np.float32)
+    cols = {
+        "old_log_probs": [r[:n] for r, n in zip(lp32, src["L"], strict=True)],
+        "rollout_log_probs": [r[:n] for r, n in zip(lr32, src["L"], strict=True)],
+    }
+    path = tmp_path / "f32.parquet"
+    pq.write_table(pa.table(cols), path, row_group_size=3)
+    b = load_dataset([path])
+    assert b.log_probs.dtype == np.float32 and b.rollout_log_probs.dtype == np.float32
+    np.testing.assert_array_equal(b.log_probs, lp32)
+    np.testing.assert_array_equal(b.rollout_log_probs, lr32)
+    np.testing.assert_array_equal(b.lengths, src["L"])
+
+
+@pytest.mark.parametrize(
+    "field, value, what",
+    [
+        ("old_log_probs", np.nan, "NaN"),
+        ("rollout_log_probs", -np.inf, "-inf rollout"),
+        ("old_log_probs", 0.5, "logprob above"),
+    ],
+)
+def test_parquet_bad_value_is_located(tmp_path, field, value, what):
+    """The fast flat-value check of parquet chunks still reports the record and the field of
+    the first bad value (issue 5, "Bad input")."""
+    src = random_source(B=8, T=6, seed=11)
+    key = {"old_log_probs": "lp", "rollout_log_probs": "lr"}[field]
+    src[key][5, 0] = value
+    path = write_parquet(tmp_path / "b.parquet", src)
+    with pytest.raises(LogFormatError, match=f"record 5: field '{field}': {what}"):
+        load_dataset([path])

@@ -108,13 +108,59 @@ def test_stats_match_float64_loop(prefix, ln_eps):
 
 
 def test_row_blocks_and_numpy_inputs_agree():
-    """Row-blocked processing (tiny blocks) equals one block; numpy inputs equal torch inputs."""
+    """Row-blocked processing (tiny blocks) equals one block; numpy inputs equal torch inputs;
+    the numpy and torch routes for the mask agree exactly."""
     rng = np.random.default_rng(6)
     lp, rlp, mask = random_batch(rng, 13, 50)
     one = sequence_stats(torch.from_numpy(lp), torch.from_numpy(rlp), torch.from_numpy(mask))
     blocked = sequence_stats(lp, rlp, mask.astype(np.int64), block_elements=100)
     for k in ("length", *STAT_KEYS):
         np.testing.assert_allclose(blocked[k].numpy(), one[k].numpy(), rtol=RTOL, atol=ATOL)
+    # a bfloat16 mask (no numpy view) takes the torch route for the mask: same statistics
+    bf = torch.from_numpy(mask).to(torch.bfloat16)
+    via_torch = sequence_stats(torch.from_numpy(lp), torch.from_numpy(rlp), bf)
+    for k in ("length", *STAT_KEYS):
+        np.testing.assert_array_equal(via_torch[k].numpy(), one[k].numpy(), err_msg=k)
+
+
+@pytest.mark.parametrize("prefix", [True, False])
+def test_position_sums_and_padding_flags(prefix):
+    """``pos_abs_dev_sum`` equals the loop ``sum_i |rho_it - 1|`` over the valid cells of each
+    column (identity, float64), in one block and in tiny row blocks. With zero padding,
+    ``padding_is_zero=True`` (no masking pass) gives bit-identical statistics, and an all-ones
+    mask (the no-padding fast path) matches the loop reference."""
+    rng = np.random.default_rng(8)
+    lp, rlp, mask = random_batch(rng, 11, 45, prefix=prefix)
+    ref = np.zeros(45)
+    for i in range(11):
+        for t in range(45):
+            if mask[i, t]:
+                ref[t] += abs(math.expm1(float(lp[i, t]) - float(rlp[i, t])))
+    for block in (None, 100):
+        s = sequence_stats(lp, rlp, mask, position_sums=True, block_elements=block)
+        assert s["pos_abs_dev_sum"].dtype == torch.float64
+        np.testing.assert_allclose(s["pos_abs_dev_sum"].numpy(), ref, rtol=RTOL, atol=ATOL)
+    lp0, rlp0 = np.where(mask, lp, 0.0), np.where(mask, rlp, 0.0)
+    masked = sequence_stats(lp0, rlp0, mask)
+    flagged = sequence_stats(lp0, rlp0, mask, padding_is_zero=True)
+    for k in ("length", *STAT_KEYS):
+        np.testing.assert_array_equal(flagged[k].numpy(), masked[k].numpy(), err_msg=k)
+    full = np.ones_like(mask)
+    assert_stats_match(sequence_stats(lp0, rlp0, full), reference_stats(lp0, rlp0, full))
+
+
+def test_float32_position_sums_accumulate_in_float64():
+    """float32 inputs: the column sums are accumulated in float64 from float32 terms, so they
+    agree with the float64 ones to float32 rounding of the terms (rtol 1e-5: each positive
+    term carries a relative error of a few 6e-8 ulps; here |r| ~ 0.1, 300 rows)."""
+    rng = np.random.default_rng(9)
+    lp, rlp, mask = random_batch(rng, 300, 20, garbage=False)
+    s64 = sequence_stats(lp, rlp, mask, position_sums=True)
+    s32 = sequence_stats(lp.astype(np.float32), rlp.astype(np.float32), mask, position_sums=True)
+    assert s32["pos_abs_dev_sum"].dtype == torch.float64
+    np.testing.assert_allclose(
+        s32["pos_abs_dev_sum"].numpy(), s64["pos_abs_dev_sum"].numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 @settings(max_examples=25)
