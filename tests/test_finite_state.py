@@ -210,7 +210,7 @@ def test_time_broadcast_equals_materialised_arrays():
     mat = fs.FiniteStateInstance(
         inst.p0, inst.f, np.array(inst.pi_roll), np.array(inst.pi_theta), inst.reward
     )
-    assert fs._chunk_len(inst.T, inst.S) < inst.T
+    assert fs._chunk_len(inst.T, inst.S, inst.V) < inst.T
     a, b = fs.exact_report(inst), fs.exact_report(mat)
     for key in SHARED_KEYS:
         if isinstance(a[key], dict):
@@ -257,6 +257,108 @@ def test_reachability_survives_underflow():
     assert_close(rep["eps"], 0.4, "eps at the underflowed state")
 
 
+# --------------------------------------------------------------------------- DP internals
+def test_csc_kernel_equals_numpy_fallback_and_dense_product():
+    """The compiled kernel used per step, its numpy fallback and a dense product agree
+    (y += A x with repeated row indices inside a column, as when f(s, v) = f(s, v'))."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    n_row, n_col = 7, 5
+    counts = rng.integers(0, 4, n_col)  # entries per column (some empty)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    indices = rng.integers(0, n_row, indptr[-1]).astype(np.int32)
+    data, x, y0 = rng.random(indptr[-1]), rng.random(n_col), rng.random(n_row)
+    dense = sp.csc_matrix((data, indices, indptr), shape=(n_row, n_col)).toarray()
+    y_kernel, y_numpy = y0.copy(), y0.copy()
+    fs._csc_matvec(n_row, n_col, indptr, indices, data, x, y_kernel)
+    fs._csc_matvec_numpy(n_row, n_col, indptr, indices, data, x, y_numpy)
+    assert_close(y_kernel, y0 + dense @ x, "kernel")
+    assert_close(y_numpy, y0 + dense @ x, "numpy fallback")
+
+
+def _dense(f: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """A(s, s') = sum_{v: f(s, v) = s'} w(s, v), built entry by entry (module docstring)."""
+    S, V = f.shape
+    A = np.zeros((S, S))
+    for s in range(S):
+        for v in range(V):
+            A[s, f[s, v]] += w[s, v]
+    return A
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fused_step_is_the_five_recursions(seed):
+    """One kernel call with _FusedStep values advances d^roll, m, d^theta, b by one position
+    and V^roll back by one (dp_exact docstring), checked against dense matrices; the machine
+    has repeated next states, so duplicate entries must be summed."""
+    rng = np.random.default_rng(seed)
+    S, V = 5, 4
+    f = rng.integers(0, 3, size=(S, V))  # next states collide within rows
+    P, Q, Pb = (rng.dirichlet(np.ones(V), size=(1, S)) for _ in range(3))  # (1, S, V)
+    step = fs._FusedStep(f)
+    data = np.empty((1, 6 * S * V))
+    step.fill(data, P, Q, Q - P, Pb)
+    x = rng.random(5 * S)
+    y = np.zeros(5 * S)
+    fs._csc_matvec(step.n, step.n, step.indptr, step.indices, data[0], x, y)
+    d_r, m, d_t, b, val = x.reshape(5, S)
+    A_r, A_t, A_b = _dense(f, P[0]), _dense(f, Q[0]), _dense(f, np.sqrt(P[0] * Q[0]))
+    expected = [d_r @ A_r, m @ A_r + d_r @ (A_t - A_r), d_t @ A_t, b @ A_b, _dense(f, Pb[0]) @ val]
+    assert_close(y.reshape(5, S), np.stack(expected), "fused step")
+
+
+def test_kl_rows_equals_divergences_kl():
+    """The engine's chunked KL (THEORY.md section 3 stable form) equals
+    trm_bounds.divergences.kl, including zero entries, q/p down to 1e-12 and q ~ p."""
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(4), size=(6, 5))  # (n, S, V)
+    q = p * np.exp(rng.normal(scale=1e-6, size=p.shape))  # near-equal rows: u ~ 1e-6
+    q[:3] = rng.dirichlet(np.ones(4), size=(3, 5))
+    q[0, 0] = [1e-12, 0.3, 0.3, 0.4 - 1e-12]  # q/p ~ 1e-12 (u < -1/2 branch)
+    p[1, 1], q[1, 1] = [0.0, 0.5, 0.5, 0.0], [0.2, 0.3, 0.5, 0.0]  # p = 0 < q: term q
+    q /= q.sum(-1, keepdims=True)
+    got = fs._kl_rows(p, q, q - p, has_zero=True)
+    assert_close(got, kl(p, q), "KL rows")
+    q2 = q.copy()
+    q2[2, 2] = [0.0, 0.5, 0.25, 0.25]  # q = 0 < p: +inf
+    assert fs._kl_rows(p, q2, q2 - p, has_zero=True)[2, 2] == np.inf
+
+
+def test_chunked_paths_agree_across_chunk_boundaries():
+    """T spans several chunks, the last of one step: the general path (both policies stored
+    per t) and the mixed path (pi_roll time-broadcast, pi_theta stored) give the same DP; the
+    perturbed positions T-1 and T sit on both sides of a chunk boundary."""
+    S, V = 40, 3
+    T = 3 * fs._chunk_len(10**6, S, V) + 1
+    inst = fs.sparse_divergence_instance(T, S, V, n_contexts=6, kl_size=0.2, seed=2)
+    assert inst.pi_roll.strides[0] == 0 and inst.pi_theta.strides[0] != 0
+    full = fs.FiniteStateInstance(
+        inst.p0, inst.f, np.array(inst.pi_roll), np.array(inst.pi_theta), inst.reward
+    )
+    a, b = fs.exact_report(inst), fs.exact_report(full)
+    for key in (*SHARED_KEYS, "error_identity", "bhattacharyya"):
+        if isinstance(a[key], dict):
+            assert_close(list(a[key].values()), list(b[key].values()), key)
+        else:
+            assert_close(a[key], b[key], key)
+    ra, rb = fs.dp_exact(inst), fs.dp_exact(full)
+    for fld in ("d_roll", "d_theta", "value", "kl_ts", "tv_ts", "g_ts", "m_final"):
+        assert_close(getattr(ra, fld), getattr(rb, fld), fld)
+
+
+def test_leak_reported_at_its_position_in_a_later_chunk():
+    """theta << roll is checked at every reachable (t, s), not only in the first chunk."""
+    inst = fs.dense_noise_instance(400, 40, 3, seed=0)
+    t = fs._chunk_len(inst.T, inst.S, inst.V) + 5  # 1-based position in the second chunk
+    assert t < inst.T
+    pr = np.array(inst.pi_roll)
+    pr[t - 1] = [0.0, 1.0, 0.0]  # pi_theta keeps mass on tokens 0 and 2
+    bad = fs.FiniteStateInstance(inst.p0, inst.f, pr, inst.pi_theta, inst.reward)
+    with pytest.raises(ValueError, match=rf"row \(t={t}, s=\d+\).*theta << roll"):
+        fs.dp_exact(bad)
+
+
 # --------------------------------------------------------------------------- validation
 @pytest.mark.parametrize(
     ("field", "change", "message"),
@@ -270,6 +372,8 @@ def test_reachability_survives_underflow():
         ("f", lambda a: a.__setitem__((0, 1), 7), "f: entry (s=0, v=1)"),
         ("reward", lambda a: a.__setitem__(2, 1.5), "reward: entry s=2"),
         ("p0", lambda a: a.__setitem__(0, 0.5), "p0: row"),
+        ("pi_roll", lambda a: a.__setitem__((2, 1, 0), np.nan), "pi_roll: entry (t=3, s=1, v=0)"),
+        ("pi_theta", lambda a: a.__setitem__((0, 2, 1), np.inf), "pi_theta: entry (t=1, s=2, v=1)"),
     ],
 )
 def test_invalid_instances_are_rejected(field, change, message):
@@ -320,6 +424,26 @@ def test_tabular_scaling_smoke(tmp_path):
             assert len(reg["bounds_sharp"][name]) == n
             assert leq(reg["abs_error"], reg["bounds_sharp"][name])
             assert leq(reg["error_max_over_rewards"], reg["bounds_sharp"][name])
+
+
+def test_bench_finite_state_smoke(tmp_path):
+    """experiments/bench_finite_state.py with tiny sizes writes the documented layout, and
+    the error it records is the engine's."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    try:
+        import bench_finite_state
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "bench.json"
+    args = ["--T", "30", "--S", "4", "--V", "3", "--repeats", "2", "--out", str(out)]
+    assert bench_finite_state.main(args) == 0
+    data = json.loads(out.read_text())
+    assert data["experiment"] == "bench_finite_state"
+    assert [c["name"] for c in data["cases"]] == ["time_varying", "homogeneous"]
+    for case in data["cases"]:
+        assert len(case["exact_report_cpu_s"]) == len(case["dp_exact_s"]) == 2
+        inst = bench_finite_state.random_instance(30, 4, 3, 0, case["time_homogeneous"])
+        assert case["error"] == fs.exact_report(inst)["error"]
 
 
 @pytest.mark.slow

@@ -4,9 +4,7 @@ A *finite-state instance* is an autoregressive model whose next-token distributi
 on the context only through ``(t, s_t)``, a state with deterministic update
 ``s_{t+1} = f(s_t, y_t)``, and whose reward is a function of the final state
 ``s_{T+1}``.  Every quantity of THEORY.md sections 2-3 then follows from dynamic
-programming: ``O(T S V)`` input, per step one batched ``2S x 2S`` matrix-vector product
-forward and one ``S x S`` product backward (``O(T S^2)`` flops in ``2T`` small BLAS calls;
-time-homogeneous policies build their matrices once), so horizons ``T = 10^5`` are exact.
+programming in ``O(T S V)`` time and input: horizons ``T = 10^5`` are exact.
 
 Symbols (shapes):
 
@@ -44,6 +42,13 @@ coefficient ``BC = E_x sum_y sqrt(P^roll P^theta)(y|x)`` computed exactly by DP
 of ``u -> sqrt(1-u^2)``, ``E_x sqrt(1-BC_x^2) <= sqrt(1 - BC^2)``).  Every bound of
 section 4 is non-decreasing in ``D_TV^seq``, so bounds evaluated at an upper bound remain
 valid upper bounds on ``|Error|``.  The lower bound ``1 - BC <= D_TV^seq`` is also reported.
+
+Implementation: the five recursions (``d^roll``, ``m``, ``d^theta``, ``b`` forward and
+``V^roll`` backward, the latter run in reverse time in the same loop) form one sparse linear
+map per step with ``6 S V`` nonzeros, whose pattern is fixed by ``f`` and whose values are the
+policy rows of that step.  One call of scipy's compiled CSC kernel per step applies it; no
+``S x S`` matrix is ever built.  Everything that needs no recursion (per-``(t, s)`` KL, TV,
+``g_t``, the kernel's values) is vectorised over cache-sized chunks of steps.
 """
 
 from __future__ import annotations
@@ -53,7 +58,29 @@ from typing import Any
 
 import numpy as np
 
-from trm_bounds.divergences import kl as _kl
+
+def _csc_matvec_numpy(
+    n_row: int,
+    n_col: int,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+) -> None:
+    """``y += A x`` for ``A (n_row, n_col)`` in CSC form ``(data, indices, indptr)``.
+
+    The contract of scipy's compiled ``csc_matvec`` (used when available), in numpy.
+    """
+    xs = np.repeat(x, np.diff(indptr))  # (nnz,) the column value of each entry
+    y += np.bincount(indices, weights=data * xs, minlength=n_row)
+
+
+try:  # the compiled kernel behind scipy.sparse's CSC products, without the wrapper overhead
+    from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
+except ImportError:  # pragma: no cover - private scipy module
+    _csc_matvec = _csc_matvec_numpy
+
 
 __all__ = [
     "FiniteStateInstance",
@@ -79,6 +106,8 @@ MAX_ENUMERATED_SEQUENCES = 2**20
 _PROB_ATOL = 1e-9
 #: Smallest positive normal float64; below it a product may have underflowed to zero.
 _TINY = np.finfo(np.float64).tiny
+#: Policy entries per chunk of steps (per array): temporaries stay cache-resident.
+_CHUNK_ENTRIES = 2**15
 
 
 # --------------------------------------------------------------------------- instance
@@ -165,7 +194,20 @@ def _distinct_times(pi: np.ndarray) -> np.ndarray:
 
 
 def _check_distribution(a: np.ndarray, fld: str, fail: Any, names: tuple[str, ...]) -> None:
-    """Rows along the last axis must be finite, non-negative and sum to 1 (within 1e-9)."""
+    """Rows along the last axis must be finite, non-negative and sum to 1 (within 1e-9).
+
+    Fast path: one pass over cache-sized chunks, no temporaries of the input's size (a NaN
+    fails ``min >= 0``, an infinity the sum test); the position of the first offending
+    entry is searched only on failure.
+    """
+    rows = a.reshape(-1, a.shape[-1])  # a view for contiguous input
+    step = max(1, _CHUNK_ENTRIES // a.shape[-1])
+    for i in range(0, rows.shape[0], step):
+        c = rows[i : i + step]
+        if not (c.min() >= 0 and np.abs(_row_sums(c) - 1.0).max() <= _PROB_ATOL):
+            break
+    else:
+        return
     ok = np.isfinite(a) & (a >= 0)
     if not ok.all():
         pos = np.argwhere(~ok)[0]
@@ -207,222 +249,277 @@ class DPResult:
     bc: float
 
 
-def _chunk_len(T: int, S: int) -> int:
-    """Steps per chunk: one chunk of ``2 x 2S x 2S`` matrices stays near 1 MiB (cache-resident
-    scatter writes; measured best at 16-32 steps for ``S = 32``), at least 8 steps."""
-    return int(max(1, min(T, max(8, 2**14 // (S * S)))))
+def _chunk_len(T: int, S: int, V: int) -> int:
+    """Steps per chunk: ``_CHUNK_ENTRIES`` policy entries (256 KiB per float64 array, so
+    the chunk's temporaries stay in cache), at least 8 steps, at most ``T``."""
+    return int(max(1, min(T, max(8, _CHUNK_ENTRIES // (S * V)))))
 
 
-class _Scatter:
-    """Writes edge weights ``P_t(s, v)`` into dense matrices at ``(s, f(s, v))``, per step.
+class _FusedStep:
+    r"""Sparsity pattern (CSC) of one combined DP step, a linear map of the state
+    ``x_i = [d^roll_{i+1}, m_{i+1}, d^theta_{i+1}, b_{i+1}, V_{T+1-i}]`` (five blocks of
+    ``S``; positions 1-based, step ``i = 0..T-1``) to ``x_{i+1}``.
 
-    The nonzero positions are fixed by ``f``, so a buffer is zeroed once and every chunk
-    only overwrites those positions: edges are split into layers of distinct ``(s, f(s,v))``
-    (layer 0 assigns, later layers add, which sums tokens sharing a next state).
-    ``blocks`` lists ``(item, row_block, col_block)`` of a ``(items, nb S, nb S)`` matrix per
-    step, one per edge-weight array passed to :meth:`fill`.
+    Column ``(block, s)`` lists the rows that the value ``x(block, s)`` is pushed to:
+
+    - ``d^roll(s)``: ``pi_roll(v|s)`` to ``d^roll(f(s, v))`` and ``(pi_theta - pi_roll)(v|s)``
+      to ``m(f(s, v))`` (the source term of the first moment), ``2 V`` entries;
+    - ``m(s)``, ``d^theta(s)``, ``b(s)``: ``pi_roll``, ``pi_theta``, ``sqrt(pi_roll
+      pi_theta)`` to ``f(s, v)`` of the same block, ``V`` entries each;
+    - ``V(s')`` (backward, ``V_t(s) = sum_v pi_roll(v|t,s) V_{t+1}(f(s, v))``): ``pi_roll(v|s)``
+      to ``V(s)`` for every edge ``(s, v)`` with ``f(s, v) = s'``; ``perm`` orders the edges
+      ``s V + v`` by ``f`` (stable), so this block's values are ``pi_roll[perm]``.
+
+    The values of one step are one row of length ``6 S V``, laid out as
+    ``[(pi_roll, pi_theta - pi_roll) interleaved per (s, v) | pi_roll | pi_theta | sqrt |
+    pi_roll[perm]]``.
+    Repeated next states (``f(s, v) = f(s, v')``) are summed by the kernel.
     """
 
-    def __init__(self, f: np.ndarray, blocks: list[tuple[int, int, int]], nb: int) -> None:
+    def __init__(self, f: np.ndarray) -> None:
         S, V = f.shape
-        n_items = 1 + max(b[0] for b in blocks)
-        self.shape = (n_items, nb * S, nb * S)
-        s_idx = np.repeat(np.arange(S), V)  # (S V,)
-        k_idx = f.ravel()  # (S V,)
-        # rank of each edge among the edges of its row with the same next state
-        key = s_idx * S + k_idx
-        order = np.argsort(key, kind="stable")
-        first = np.r_[True, key[order][1:] != key[order][:-1]]
-        start = np.maximum.accumulate(np.where(first, np.arange(key.size), 0))
-        rank = np.empty(key.size, dtype=np.intp)
-        rank[order] = np.arange(key.size) - start
-        side = nb * S
-        self.row_len = n_items * side * side
-        self.layers = []
-        for layer in range(int(rank.max()) + 1):
-            edges = np.flatnonzero(rank == layer)
-            dst = [
-                it * side * side + (bi * S + s_idx[edges]) * side + bj * S + k_idx[edges]
-                for it, bi, bj in blocks
+        self.S, self.V = S, V
+        fl = f.ravel()  # (S V,)
+        self.perm = np.argsort(fl, kind="stable")  # (S V,) edges grouped by next state
+        rows = np.concatenate(
+            [
+                np.stack([f, S + f], axis=-1).ravel(),  # (S, V, 2): d^roll and m targets
+                (S + f).ravel(),
+                (2 * S + f).ravel(),
+                (3 * S + f).ravel(),
+                4 * S + self.perm // V,  # source state of each incoming edge
             ]
-            src = [j * S * V + edges for j in range(len(blocks))]
-            self.layers.append((np.concatenate(dst), np.concatenate(src)))
-        self.src_len = len(blocks) * S * V
-        self.buf: np.ndarray | None = None
-        self.index: dict[int, list[tuple[np.ndarray, np.ndarray | None]]] = {}
+        )
+        counts = np.concatenate(
+            [np.full(S, 2 * V), np.full(3 * S, V), np.bincount(fl, minlength=S)]
+        )  # (5 S,) entries per column
+        self.indices = rows.astype(np.int64)  # int64: the kernel's fastest call (vs int32)
+        self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.n = 5 * S
 
-    def _flat_index(self, n: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """Flat destination/source indices of ``n`` steps per layer (``None``: identity)."""
-        if n not in self.index:
-            out = []
-            for dst, src in self.layers:
-                full_dst = (np.arange(n)[:, None] * self.row_len + dst[None, :]).ravel()
-                if src.size == self.src_len and np.array_equal(src, np.arange(src.size)):
-                    out.append((full_dst, None))
-                else:
-                    out.append(
-                        (full_dst, (np.arange(n)[:, None] * self.src_len + src[None, :]).ravel())
-                    )
-            self.index = {n: out} if len(self.index) > 2 else {**self.index, n: out}
-        return self.index[n]
+    def fill(
+        self,
+        out: np.ndarray,
+        P: np.ndarray,
+        Q: np.ndarray,
+        D: np.ndarray,
+        P_back: np.ndarray,
+        work: np.ndarray | None = None,
+        work_flat: np.ndarray | None = None,
+    ) -> None:
+        """Values of ``n`` steps into ``out (n, 6 S V)``.
 
-    def fill(self, weights: list[np.ndarray]) -> np.ndarray:
-        """``weights``: arrays ``(n, S, V)`` (one per block) -> matrices ``(n, *shape)``."""
-        n = max(w.shape[0] for w in weights)
-        src = np.concatenate(
-            [np.broadcast_to(w, (n,) + w.shape[1:]).reshape(n, -1) for w in weights], axis=1
-        ).ravel()  # (n blocks S V,)
-        if self.buf is None or self.buf.shape[0] < n:
-            self.buf = np.zeros((n, self.row_len))
-        out = self.buf[:n].reshape(-1)  # zeros outside the edge positions
-        for i, (dst, srci) in enumerate(self._flat_index(n)):
-            vals = src if srci is None else src[srci]
-            if i == 0:
-                out[dst] = vals
-            else:
-                out[dst] += vals
-        return self.buf[:n].reshape((n,) + self.shape)
+        ``P, Q, D (n, S, V)``: ``pi_roll``, ``pi_theta`` and ``pi_theta - pi_roll`` at the
+        forward positions; ``P_back (n, S, V)``: ``pi_roll`` at the backward positions in
+        increasing ``t`` (the steps run them in decreasing ``t``); ``work``, ``work_flat``:
+        scratch arrays of shapes ``(n, S, V)`` and ``(n, S V)``.
+        """
+        n, sv = P.shape[0], self.S * self.V
+        pair = out[:, : 2 * sv].reshape(n, self.S, self.V, 2)  # interleaved per entry
+        pair[..., 0] = P
+        pair[..., 1] = D
+        out[:, 2 * sv : 3 * sv] = P.reshape(n, sv)
+        out[:, 3 * sv : 4 * sv] = Q.reshape(n, sv)
+        sq = np.multiply(P, Q, out=work)  # contiguous: faster than in place in ``out``
+        out[:, 4 * sv : 5 * sv] = np.sqrt(sq, out=sq).reshape(n, sv)
+        back = np.take(P_back.reshape(n, sv), self.perm, axis=1, out=work_flat, mode="clip")
+        out[:, 5 * sv :] = back[::-1]  # (take copies a non-contiguous input first)
 
 
-def _slices(pi: np.ndarray, a: int, b: int) -> tuple[np.ndarray, bool]:
-    """Time slice ``[a, b)`` of ``pi``; for a time-broadcast array the single slice, flagged."""
-    if pi.strides[0] == 0:
-        return pi[:1], True
-    return pi[a:b], False
+def _kl_rows(
+    P: np.ndarray,
+    Q: np.ndarray,
+    D: np.ndarray,
+    has_zero: bool,
+    work: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    r"""Forward ``KL(P || Q)`` per row of ``(n, S, V)`` arrays, nats (THEORY.md section 3).
+
+    Each term is ``p (u - log1p(u))`` with ``u = (q - p)/p = D/p``, and
+    ``p (u - log(q/p)) = p log(p/q) + q - p`` where ``u < -1/2`` (there ``1 + u = q/p`` is
+    not accurate from ``u``); a term with ``p = 0`` is ``q``, one with ``q = 0 < p`` is
+    ``+inf``.  ``has_zero``: whether ``P`` has a zero entry; ``work``: two scratch arrays of
+    ``D``'s shape.  Returns ``(n, S)``.
+
+    >>> p, q = np.array([[[0.9, 0.1]]]), np.array([[[0.5, 0.5]]])
+    >>> textbook = 0.9 * np.log(0.9 / 0.5) + 0.1 * np.log(0.1 / 0.5)
+    >>> bool(abs(_kl_rows(p, q, q - p, False)[0, 0] - textbook) < 1e-15)
+    True
+    """
+    u, lg = work if work is not None else (np.empty_like(D), np.empty_like(D))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(D, P, out=u)  # (n, S, V)
+        np.log1p(u, out=lg)
+        if not u.min() >= -0.5:  # also when a NaN (p = 0) hides the minimum
+            far = u < -0.5
+            lg[far] = np.log(Q[far] / P[far])
+        np.subtract(u, lg, out=u)
+        np.multiply(u, P, out=u)
+    if has_zero:
+        u = np.where(P == 0, Q, u)
+    return _row_sums(u)
+
+
+def _row_sums(a: np.ndarray) -> np.ndarray:
+    """Sums along the (short) last axis: einsum's contiguous inner loop, single-threaded
+    (faster here than ``a.sum(-1)``, and than a BLAS product, which may spawn threads)."""
+    return np.einsum("...v->...", a)
 
 
 def dp_exact(inst: FiniteStateInstance) -> DPResult:
     r"""Exact forward/backward DP of a finite-state instance (THEORY.md sections 2-3).
 
-    Forward, per ``t`` (module docstring), one batched matrix-vector product per step:
+    Forward (module docstring), position ``t -> t + 1``:
 
     .. math::
 
-        [d^{roll}_{t+1}, m_{t+1}] = [d^{roll}_t, m_t]
-        \begin{pmatrix} A^{roll}_t & A^\theta_t - A^{roll}_t \\ 0 & A^{roll}_t \end{pmatrix},
-        \qquad [d^\theta_{t+1}, b_{t+1}] = [d^\theta_t, b_t]
-        \begin{pmatrix} A^\theta_t & 0 \\ 0 & A^{b}_t \end{pmatrix},
+        d^{roll}_{t+1} = d^{roll}_t A^{roll}_t,\quad
+        m_{t+1} = m_t A^{roll}_t + d^{roll}_t (A^\theta_t - A^{roll}_t),\quad
+        d^\theta_{t+1} = d^\theta_t A^\theta_t,\quad b_{t+1} = b_t A^{b}_t,
 
     (``m``: first moment of ``sum_{u<t}(rho_u - 1)``, cross term
     ``pi_roll (rho - 1) = pi_theta - pi_roll``; ``b``: Bhattacharyya, ``A^b`` from
-    ``sqrt(pi_roll pi_theta)``).  Backward: ``V_t^roll = A_t^roll V_{t+1}^roll``.  Per-(t, s)
-    KL, TV and the performance-difference term ``g_t(s)`` are vectorised per chunk.
+    ``sqrt(pi_roll pi_theta)``), and backward ``V_t^roll = A_t^roll V_{t+1}^roll``: step
+    ``i = 0..T-1`` advances the forward recursions from ``t = i + 1`` and the backward one from
+    ``t = T + 1 - i``, all in one sparse product (:class:`_FusedStep`).  Per-(t, s) KL, TV and
+    the performance-difference term ``g_t(s)`` are vectorised per chunk of steps.
 
     ``L'`` needs ``rho_t`` on every rollout sequence, so, as in the tree engine, ``pi_theta``
     must put no mass where ``pi_roll`` puts none at a ``(t, s)`` the rollout reaches
-    (``theta << roll``); otherwise ``ValueError``.  Cost: ``O(T S^2)`` flops in ``T`` small
-    BLAS calls per direction, memory ``O(T S)`` plus one chunk of matrices.
+    (``theta << roll``); otherwise ``ValueError``.  Cost: ``O(T S V)`` time, ``T`` kernel
+    calls; memory ``O(T S)`` plus one chunk.  Time-broadcast policies (stride 0 along ``t``)
+    reuse one step's values.
+
+    The tight instance of THEORY.md section 5 (``V = T = 2``): ``V_1 = E_roll[R] = 1/2`` and
+    ``BC = (sqrt(0.5 * 0.6) + sqrt(0.5 * 0.4))^2 = 0.5 + 2 sqrt(0.06)``:
+
+    >>> res = dp_exact(tight_instance(0.1))
+    >>> float(res.value[0, 0]), round(float(res.bc), 12), round(0.5 + 2 * 0.06**0.5, 12)
+    (0.5, 0.989897948557, 0.989897948557)
     """
-    T, S = inst.T, inst.S
-    pr_all, pt_all = inst.pi_roll, inst.pi_theta
-    K = _chunk_len(T, S)
-    fwd = _Scatter(inst.f, [(0, 0, 0), (0, 0, 1), (0, 1, 1), (1, 0, 0), (1, 1, 1)], 2)
-    bwd = _Scatter(inst.f, [(0, 0, 0)], 1)
-    mm = np.matmul
+    T, S, V = inst.T, inst.S, inst.V
+    sv = S * V
+    pr_all, pt_all, f = inst.pi_roll, inst.pi_theta, inst.f
+    hom = pr_all.strides[0] == 0 and pt_all.strides[0] == 0
+    K = _chunk_len(T, S, V)
+    step = _FusedStep(f)
+    f_flat = f.ravel()
+    wD, wU, wL, wB = (np.empty((K, S, V)) for _ in range(4))  # chunk scratch arrays
+    wG = np.empty((K, sv))
 
     d_roll = np.empty((T + 1, S))
     d_theta = np.empty((T + 1, S))
-    H = np.empty((K + 1, 2, 1, 2 * S))  # per step: [[d^roll, m], [d^theta, b]]
-    H[0, 0, 0] = np.r_[inst.p0, np.zeros(S)]
-    H[0, 1, 0] = np.r_[inst.p0, inst.p0]
-    hl = list(H)
-    hom_big = None
-    for a in range(0, T, K):
-        b = min(T, a + K)
-        n = b - a
-        Pr, hom_r = _slices(pr_all, a, b)
-        Pt, hom_t = _slices(pt_all, a, b)
-        if hom_r and hom_t:
-            if hom_big is None:
-                hom_big = fwd.fill([Pr, Pt - Pr, Pr, Pt, np.sqrt(Pr * Pt)])[0].copy()
-            B0 = hom_big  # (2, 2S, 2S)
-            for i in range(n):
-                mm(hl[i], B0, out=hl[i + 1])
-        else:
-            bl = list(fwd.fill([Pr, Pt - Pr, Pr, Pt, np.sqrt(Pr * Pt)]))  # n x (2, 2S, 2S)
-            for i in range(n):
-                mm(hl[i], bl[i], out=hl[i + 1])
-        d_roll[a : b + 1] = H[: n + 1, 0, 0, :S]
-        d_theta[a : b + 1] = H[: n + 1, 1, 0, :S]
-        H[0] = H[n]
-    m_final = H[0, 0, 0, S:].copy()
-    bc = float(H[0, 1, 0, S:].sum())
-
     value = np.empty((T + 1, S))
     kl_ts = np.empty((T, S))
     tv_ts = np.empty((T, S))
     g_ts = np.empty((T, S))
-    leak_ts = np.empty((T, S), dtype=bool)
-    value[T] = inst.reward
-    vl = list(value)
-    f = inst.f
-    cache: dict[str, np.ndarray] = {}
-    for b in range(T, 0, -K):
-        a = max(0, b - K)
-        Pr, hom_r = _slices(pr_all, a, b)
-        Pt, hom_t = _slices(pt_all, a, b)
-        hom = hom_r and hom_t
-        if not (hom and "kl" in cache):
-            cache.update(
-                kl=_kl(Pr, Pt),  # (n|1, S) forward KL, nats
-                tv=0.5 * np.abs(Pt - Pr).sum(-1),  # (n|1, S)
-                leak=((Pr == 0) & (Pt > 0)).any(-1),  # (n|1, S)
-            )
-        if hom_r:
-            if "A0" not in cache:
-                cache["A0"] = bwd.fill([Pr])[0, 0].copy()  # (S, S)
-            A0 = cache["A0"]
-            for t in range(b - 1, a - 1, -1):
-                mm(A0, vl[t + 1], out=vl[t])
-        else:
-            al = list(bwd.fill([Pr])[:, 0])  # n x (S, S)
-            for i in range(b - a - 1, -1, -1):
-                mm(al[i], vl[a + i + 1], out=vl[a + i])
-        kl_ts[a:b] = cache["kl"]
-        tv_ts[a:b] = cache["tv"]
-        leak_ts[a:b] = cache["leak"]
-        Q = value[a + 1 : b + 1][:, f]  # (n, S, V): Q_t(s, v) = V_{t+1}(f(s, v))
-        g_ts[a:b] = np.einsum("tsv,tsv->ts", np.broadcast_to(Pt - Pr, Q.shape), Q)
+    leak_at: list[tuple[int, int, np.ndarray]] = []  # (a, b, (n|1, S)) chunks with leaks
+    min_p = np.inf  # smallest positive policy entry (underflow check of the reachability)
 
-    leak = leak_ts & (d_roll[:T] > 0)
-    if leak.any():
-        t, s = np.argwhere(leak)[0]
-        raise ValueError(
-            f"FiniteStateInstance {inst.name!r}: field pi_theta: row (t={t + 1}, s={s}) puts "
-            "mass where pi_roll is 0 at a state the rollout reaches; L' needs theta << roll"
-        )
-    reach = _reachable(inst, d_roll, d_theta)
+    H = np.empty((K + 1, 5 * S))  # H[i]: state before step i of the chunk (_FusedStep)
+    H[0] = np.concatenate([inst.p0, np.zeros(S), inst.p0, inst.p0, inst.reward])
+    value[T] = inst.reward
+    d_roll[0] = d_theta[0] = inst.p0
+    hl = list(H)
+    vals = np.empty((1 if hom else K, 6 * sv))  # kernel values, one row per step
+    if hom:
+        P, Q = pr_all[:1], pt_all[:1]
+        D = Q - P
+        step.fill(vals, P, Q, D, P)  # one step's values, reused
+        rows = [vals[0]] * K
+    else:
+        rows = list(vals)
+    mv, n_state, indptr, indices = _csc_matvec, step.n, step.indptr, step.indices
+
+    for a in range(0, T, K):
+        b = min(T, a + K)
+        n = b - a
+        if not hom or a == 0:
+            # per-(t, s) quantities at the forward positions a+1..b (once if homogeneous)
+            P, Q = (pr_all[:1], pt_all[:1]) if hom else (pr_all[a:b], pt_all[a:b])
+            D = np.subtract(Q, P, out=wD[: P.shape[0]])  # (n|1, S, V)
+            p_min = P.min()
+            has_zero = p_min == 0  # entries are >= 0 (validated)
+            min_p = min(min_p, p_min if p_min > 0 else _min_positive(P), _min_positive(Q))
+            kl_c = _kl_rows(P, Q, D, has_zero, (wU[: D.shape[0]], wL[: D.shape[0]]))  # (n|1, S)
+            tv_c = 0.5 * _row_sums(np.abs(D, out=wU[: D.shape[0]]))  # (n|1, S)
+            leak_c = ((P == 0) & (Q > 0)).any(-1) if has_zero else None
+            if not hom:
+                step.fill(vals[:n], P, Q, D, pr_all[T - b : T - a], wL[:n], wG[:n])
+        kl_ts[a:b] = kl_c
+        tv_ts[a:b] = tv_c
+        if leak_c is not None:
+            leak_at.append((a, b, leak_c))
+
+        H[1 : n + 1] = 0.0  # the kernel accumulates: y += A x
+        for data, x, y in zip(rows[:n], hl[:n], hl[1 : n + 1], strict=True):
+            mv(n_state, n_state, indptr, indices, data, x, y)
+        d_roll[a + 1 : b + 1] = H[1 : n + 1, :S]
+        d_theta[a + 1 : b + 1] = H[1 : n + 1, 2 * S : 3 * S]
+        value[T - b : T - a] = H[n:0:-1, 4 * S :]  # V_t for t = T-b+1..T-a (index t-1)
+        H[0] = H[n]
+
+        # g_t(s) = sum_v (pi_theta - pi_roll)(v|t,s) V_{t+1}(f(s,v)) at the backward positions
+        Qv = np.take(value[T - b + 1 : T - a + 1], f_flat, axis=1, out=wG[:n], mode="clip")
+        if hom:
+            Db = D.reshape(1, sv)
+        else:
+            Db = np.subtract(pt_all[T - b : T - a], pr_all[T - b : T - a], out=wB[:n])
+        np.multiply(Qv, Db.reshape(-1, sv), out=Qv)  # (n, S V)
+        g_ts[T - b : T - a] = _row_sums(Qv.reshape(n, S, V))
+
+    m_final = H[0, S : 2 * S].copy()
+    bc = float(H[0, 3 * S : 4 * S].sum())
+    for a, b, leak_c in leak_at:
+        hit = leak_c & (d_roll[a:b] > 0)
+        if hit.any():
+            t, s = np.argwhere(hit)[0]
+            raise ValueError(
+                f"FiniteStateInstance {inst.name!r}: field pi_theta: row (t={a + t + 1}, s={s}) "
+                "puts mass where pi_roll is 0 at a state the rollout reaches; L' needs "
+                "theta << roll"
+            )
+    reach = _reachable(inst, d_roll, d_theta, min_p)
     return DPResult(d_roll, d_theta, m_final, value, kl_ts, tv_ts, g_ts, reach, bc)
 
 
-def _reachable(inst: FiniteStateInstance, d_roll: np.ndarray, d_theta: np.ndarray) -> np.ndarray:
+def _min_positive(a: np.ndarray) -> float:
+    """Smallest positive entry of ``a`` (``inf`` if none); one pass when all are positive."""
+    m = a.min()
+    return float(m if m > 0 else np.min(a, where=a > 0, initial=np.inf))
+
+
+def _reachable(
+    inst: FiniteStateInstance, d_roll: np.ndarray, d_theta: np.ndarray, min_p: float
+) -> np.ndarray:
     """``(T, S)`` mask of ``(t, s)`` reached with positive probability under either policy.
 
     ``d > 0`` is exact unless a product underflowed; that is impossible when the smallest
-    positive marginal times the smallest positive policy entry is a normal float, which is
-    checked; otherwise a boolean support propagation is run (exact, slower).
+    positive marginal times ``min_p``, the smallest positive policy entry, is a normal float,
+    which is checked; otherwise the supports are propagated exactly (0/1 values, clipped to
+    1 after each step), one sparse product per step.
     """
-    T = inst.T
+    T, S, V = inst.T, inst.S, inst.V
     reach = (d_roll[:T] > 0) | (d_theta[:T] > 0)
-    min_d = min(np.min(d, where=d > 0, initial=np.inf) for d in (d_roll, d_theta))
-    min_p = min(
-        np.min(_distinct_times(p), where=_distinct_times(p) > 0, initial=np.inf)
-        for p in (inst.pi_roll, inst.pi_theta)
-    )
+    min_d = min(_min_positive(d) for d in (d_roll, d_theta))
     if min_d * min_p >= _TINY:
         return reach
-    sc = _Scatter(inst.f, [(0, 0, 0), (1, 0, 0)], 1)
-    sup_r = (inst.pi_roll > 0).astype(np.float64)
-    sup_t = (inst.pi_theta > 0).astype(np.float64)
-    x = np.stack([inst.p0 > 0, inst.p0 > 0]).astype(np.float64)[:, None, :]  # (2, 1, S)
-    out = np.empty((T, inst.S), dtype=bool)
-    K = _chunk_len(T, inst.S)
+    f = inst.f
+    indices = np.concatenate([f.ravel(), S + f.ravel()]).astype(np.int64)
+    indptr = np.arange(0, 2 * S * V + 1, V, dtype=np.int64)  # column (block, s): V edges
+    x = np.concatenate([inst.p0 > 0, inst.p0 > 0]).astype(np.float64)  # (2 S,) supports
+    out = np.empty((T, S), dtype=bool)
+    K = _chunk_len(T, S, V)
     for a in range(0, T, K):
         b = min(T, a + K)
-        A = sc.fill([sup_r[a:b], sup_t[a:b]])  # (n, 2, S, S) support indicators
+        sup = np.concatenate(
+            [(pi[a:b] > 0).reshape(b - a, -1) for pi in (inst.pi_roll, inst.pi_theta)], axis=1
+        ).astype(np.float64)  # (n, 2 S V) support indicators
         for i in range(b - a):
-            out[a + i] = (x > 0).any(axis=(0, 1))
-            x = (np.matmul(x, A[i]) > 0).astype(np.float64)
+            out[a + i] = (x[:S] > 0) | (x[S:] > 0)
+            y = np.zeros(2 * S)
+            _csc_matvec(2 * S, 2 * S, indptr, indices, sup[i], x, y)
+            x = np.minimum(y, 1.0)
     return out
 
 
@@ -496,13 +593,13 @@ def exact_report(inst: FiniteStateInstance) -> dict[str, Any]:
     d = res.d_roll[:T]  # (T, S), positions 1..T
     J_roll = float(inst.p0 @ res.value[0])
     J_theta = float(res.d_theta[T] @ r)
-    L_pd = float((d * res.g_ts).sum())
+    L_pd = float(np.vecdot(d, res.g_ts).sum())  # per-position sums, then pairwise over t
     L_fm = float(res.m_final @ r)
     c = res.d_theta[T] - res.d_roll[T] - res.m_final
-    eps = float(res.tv_ts[res.reach].max())
-    delta = float(res.kl_ts[res.reach].max())
-    dbar = (d * res.tv_ts).sum(axis=1)
-    dkl_seq = float((d * res.kl_ts).sum())
+    eps = _max_over(res.tv_ts, res.reach)
+    delta = _max_over(res.kl_ts, res.reach)
+    dbar = np.vecdot(d, res.tv_ts)  # (T,)
+    dkl_seq = float(np.vecdot(d, res.kl_ts).sum())
     bc = min(1.0, res.bc)
     tv_lower = max(0.0, 1.0 - bc)
     if _enumerable(inst):
@@ -536,6 +633,11 @@ def exact_report(inst: FiniteStateInstance) -> dict[str, Any]:
         "bounds_published": _floats(compute_bounds(T, sharp=False, **kw)),
         "bounds_sharp": _floats(compute_bounds(T, sharp=True, **kw)),
     }
+
+
+def _max_over(a: np.ndarray, mask: np.ndarray) -> float:
+    """``max a[mask]`` without copying ``a`` (``mask`` has at least one True)."""
+    return float(a.max() if mask.all() else np.max(a, where=mask, initial=-np.inf))
 
 
 def _floats(b: dict[str, Any]) -> dict[str, float]:
