@@ -902,7 +902,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(err.code or 0)
     dumps = list(args.dump)
     if args.demo:
-        dumps.append(str(demo_dump_path()))
+        demo = demo_dump_path()
+        rel = os.path.relpath(demo)  # machine-independent in reports when run from the repo
+        dumps.append(demo.as_posix() if rel.startswith("..") else rel)
     if not dumps:
         parser.print_usage(sys.stderr)
         print("error: give a DUMP or --demo", file=sys.stderr)
