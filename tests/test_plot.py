@@ -163,6 +163,23 @@ def test_recompute_command_lines(tmp_path, monkeypatch, full):
     assert "--device" not in by_name["tabular_scaling.py"]  # it takes no --device
 
 
+@pytest.mark.parametrize(
+    "only, expected",
+    [(["F8"], {"trm_bounds.evaluate"}), (["F3", "F7"], {"tabular_scaling.py",
+                                                        "transformer_mismatch.py"}),
+     (["F1", "F4"], {"bound_scaling.py"})],
+)
+def test_recompute_only_reruns_what_the_figures_read(tmp_path, monkeypatch, only, expected):
+    """--recompute --only FN reruns just the producers of those figures' result files."""
+    import trm_bounds.plot.__main__ as cli
+
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "run",
+                        lambda argv, **kw: calls.append(argv) or subprocess.CompletedProcess(argv, 0))
+    assert cli.recompute(tmp_path, full=False, only=only) == []
+    assert {Path(a[1]).name if a[1] != "-m" else a[2] for a in calls} == expected
+
+
 def test_bound_scaling_tiny_run_writes_every_section(tmp_path):
     """Smoke test of experiments/bound_scaling.py --tiny: every section the figures read, and
     two identities: the routes meet at the crossover, sqrt(k delta / 2) = k eps at

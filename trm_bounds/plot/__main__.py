@@ -65,13 +65,24 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def recompute(results_dir: Path, *, full: bool, seed: int | None = None) -> list[str]:
-    """Rerun every experiment as a subprocess (this Python); returns the labels that failed."""
+def recompute(
+    results_dir: Path, *, full: bool, seed: int | None = None, only: list[str] | None = None
+) -> list[str]:
+    """Rerun the experiments as subprocesses (this Python); returns the labels that failed.
+
+    ``only``: figure keys; then just the experiments whose result files those figures read.
+    """
     from tqdm import tqdm
 
-    scripts = [e.script for e in EXPERIMENTS if e.script is not None]
+    experiments = EXPERIMENTS
+    if only:
+        from .figures import FIGURES
+
+        needed = {FIGURES[k].source for k in only}
+        experiments = tuple(e for e in EXPERIMENTS if e.result in needed)
+    scripts = [e.script for e in experiments if e.script is not None]
     missing = [p for p in scripts if not p.is_file()]
-    if len(missing) == len(scripts):
+    if scripts and len(missing) == len(scripts):
         raise SystemExit(
             f"trm_bounds.plot: --recompute needs the experiment scripts of the repository "
             f"(looked for {missing[0]}); run it from a source checkout with an editable "
@@ -79,7 +90,7 @@ def recompute(results_dir: Path, *, full: bool, seed: int | None = None) -> list
         )
     device = ["--device", "cuda"] if full and _cuda_available() else []
     failed = []
-    bar = tqdm(EXPERIMENTS, desc="experiments", unit="exp", file=sys.stderr)
+    bar = tqdm(experiments, desc="experiments", unit="exp", file=sys.stderr)
     for exp in bar:
         bar.set_postfix_str(exp.label)
         out = results_dir / exp.result
@@ -157,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if args.recompute:
-        failed = recompute(args.results, full=args.full, seed=args.seed)
+        failed = recompute(args.results, full=args.full, seed=args.seed, only=args.only)
         if failed:
             print(f"trm_bounds.plot: experiments failed: {', '.join(failed)}", file=sys.stderr)
 
