@@ -67,6 +67,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+_ROOT = Path(__file__).resolve().parents[1]  # the source checkout holding the package
+
+
+def _portable(value: Any) -> Any:
+    """Paths inside the source checkout as checkout-relative strings (result files are
+    committed, so they should not carry one machine's absolute paths)."""
+    if isinstance(value, (str, Path)) and os.path.isabs(value):
+        try:
+            return Path(value).resolve().relative_to(_ROOT).as_posix()
+        except ValueError:
+            return str(value)
+    return value
+
+
 def write_results(
     path: str | os.PathLike,
     data: dict[str, Any],
@@ -80,7 +94,7 @@ def write_results(
         "experiment": experiment,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_hash": git_hash(),
-        "args": args or {},
+        "args": {k: _portable(v) for k, v in (args or {}).items()},
         "seed": seed,
     }
     record.update(data)
