@@ -378,13 +378,19 @@ def _as_div(name: str, x: ArrayLike, *, upper: float | None = None, shape=()) ->
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim > 1 or (arr.ndim == 1 and arr.shape != shape):
         raise ValueError(f"{name} must be a scalar or match the shape of T {shape}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {x!r}")
-    if np.any(arr < 0):
-        raise ValueError(f"{name} must be >= 0, got {float(arr.min())!r}")
-    if upper is not None and np.any(arr > upper + RELATION_TOL):
-        raise ValueError(f"{name} must be <= {upper} (a total variation), got {float(arr.max())!r}")
-    return float(arr) if arr.ndim == 0 else arr
+    lo, hi = float(arr.min()), float(arr.max())  # NaN propagates into both
+    if lo >= 0.0 and hi < math.inf and (upper is None or hi <= upper + RELATION_TOL):
+        return float(arr) if arr.ndim == 0 else arr
+    where = "" if arr.ndim == 0 else " at position {}"
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i = int(np.argmax(bad.ravel()))
+        raise ValueError(f"{name} must be finite, got {float(arr.ravel()[i])!r}{where.format(i)}")
+    if lo < 0.0:
+        i = int(np.argmin(arr.ravel()))
+        raise ValueError(f"{name} must be >= 0, got {lo!r}{where.format(i)}")
+    i = int(np.argmax(arr.ravel()))
+    raise ValueError(f"{name} must be <= {upper} (a total variation), got {hi!r}{where.format(i)}")
 
 
 def _entry(x: Any, i: int) -> float:
