@@ -72,7 +72,7 @@ from trm_bounds.neural_exact import (
     sequence_tokens,
     write_instances_json,
 )
-from trm_bounds.results import write_results
+from trm_bounds.results import portable_path, write_results
 from trm_bounds.transformer import (
     GPT,
     GPTConfig,
@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> dict:
         "sources": {k: {"description": SOURCES[k], "params": PARAMS[k]} for k in SOURCES},
         "exact": exact_rows,
         "montecarlo": mc_rows,
-        "instances_file": str(args.instances_out),
+        "instances_file": portable_path(str(args.instances_out)),
         "seconds": time.perf_counter() - t_start,
     }
 

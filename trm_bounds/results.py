@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["write_results", "read_results", "git_hash", "to_jsonable", "atomic_write_text"]
+__all__ = [
+    "write_results",
+    "read_results",
+    "git_hash",
+    "to_jsonable",
+    "atomic_write_text",
+    "portable_path",
+]
 
 
 def git_hash(cwd: str | os.PathLike | None = None) -> str | None:
@@ -70,7 +77,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 _ROOT = Path(__file__).resolve().parents[1]  # the source checkout holding the package
 
 
-def _portable(value: Any) -> Any:
+def portable_path(value: Any) -> Any:
     """Paths inside the source checkout as checkout-relative strings (result files are
     committed, so they should not carry one machine's absolute paths)."""
     if isinstance(value, (str, Path)) and os.path.isabs(value):
@@ -94,7 +101,7 @@ def write_results(
         "experiment": experiment,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_hash": git_hash(),
-        "args": {k: _portable(v) for k, v in (args or {}).items()},
+        "args": {k: portable_path(v) for k, v in (args or {}).items()},
         "seed": seed,
     }
     record.update(data)
