@@ -656,19 +656,9 @@ def format_report(inst: TreeInstance, rep: dict[str, Any]) -> str:
         f"instance {inst.id!r}: V={inst.V} T={inst.T} prompts={inst.n_prompts} "
         f"sequences={inst.n_prompts * inst.n_sequences}"
     ]
-    for key in (
-        "J_roll",
-        "J_theta",
-        "L_prime",
-        "error",
-        "error_identity",
-        "error_max_over_rewards",
-        "eps",
-        "delta",
-        "D_KL_seq",
-        "D_KL_seq_direct",
-        "D_TV_seq",
-    ):
+    scalars = [k for k in REPORT_KEYS if not isinstance(rep[k], (list, dict))]
+    scalars.insert(scalars.index("D_KL_seq") + 1, "D_KL_seq_direct")
+    for key in scalars:
         lines.append(f"  {key:<24s} {rep[key]: .10g}")
     lines.append(f"  {'L_baseline (b=' + format(rep['baseline_b'], 'g') + ')':<24s} "
                  f"{rep['L_baseline']: .10g}   (paper's L, not L')")  # fmt: skip
