@@ -1,4 +1,4 @@
-"""Benchmark of the TRM masking API and the evaluator (issue 5, "Performance").
+"""Benchmark of the TRM masking API and the evaluator.
 
 Three figures, written to ``experiments/results/bench_evaluate.json``:
 
@@ -306,7 +306,7 @@ def bench_e2e(args) -> dict:
             for _ in range(args.e2e_repeats):
                 t0 = time.perf_counter()
                 report = evaluate(
-                    path, Path(tmp) / "out", figures=False, progress=True, prefetch=prefetch
+                    path, Path(tmp) / "out", progress=True, prefetch=prefetch
                 )
                 times.append(time.perf_counter() - t0)
                 assert report["n_tokens"] == n_tok, (report["n_tokens"], n_tok)

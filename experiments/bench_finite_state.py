@@ -1,7 +1,7 @@
-"""Benchmark of the finite-state DP engine (issue 3, item 7: ``T = 10^5, S = 32, V = 8``).
+"""Benchmark of the finite-state DP engine (``T = 10^5, S = 32, V = 8``).
 
-Times :func:`trm_bounds.finite_state.dp_exact` and
-:func:`trm_bounds.finite_state.exact_report` (which adds the bounds and the certified
+Times :func:`trm_bounds.engines.dp.dp_exact` and
+:func:`trm_bounds.engines.dp.exact_report` (which adds the bounds and the certified
 ``D_TV^seq``) on a random instance with policies that vary with ``t`` (the general path),
 and on a time-homogeneous instance (one step's values reused).  Drawing the random policies
 and validating them (``FiniteStateInstance`` construction) are timed separately and not
@@ -33,7 +33,8 @@ import numpy as np
 import scipy
 from tqdm import tqdm
 
-from trm_bounds.finite_state import FiniteStateInstance, dp_exact, exact_report
+from trm_bounds.engines.dp import dp_exact, exact_report
+from trm_bounds.instances.finite import FiniteStateInstance
 from trm_bounds.results import write_results
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_finite_state.json"

@@ -1,9 +1,9 @@
-r"""Every claim of the paper, checked: the numbers of ``paper_repro.md`` (issue 6).
+r"""Every claim of the paper, checked: the numbers of ``paper_repro.md``.
 
 Each claim group is a function returning table rows ``(claim, command, ours, paper, status)``
 and whether every check of the group passed.  ``ours`` is always computed here (from
-:mod:`trm_bounds.bounds`, the exact engine :mod:`trm_bounds.tabular`, :mod:`trm_bounds.masking`
-or a committed result file), never typed from the paper; ``paper`` comes from
+:mod:`trm_bounds.bounds`, the exact engine :mod:`trm_bounds.engines.tree`,
+:mod:`trm_bounds.masking` or a committed result file), never typed from the paper; ``paper`` comes from
 :mod:`trm_bounds.paper` (the printed numbers, typed there once) or states the paper's claim.
 
 Usage::
@@ -11,13 +11,17 @@ Usage::
     python experiments/paper_repro_numbers.py --claim theorems   # one group; exit 1 if it fails
     python experiments/paper_repro_numbers.py --write            # regenerate paper_repro.md
     python experiments/paper_repro_numbers.py --check            # exit 1 if paper_repro.md is stale
+
+Staleness (:func:`stale_rows`): every row must match paper_repro.md digit for digit, except
+the rows marked as coming from trained transformers (:attr:`Row.trained`, marked † in the
+file), whose numbers may move between machines (:data:`TRAINED_FACTOR`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +32,8 @@ import numpy as np
 from trm_bounds.bounds import BOUND_NAMES, compute_bounds, kl_only
 from trm_bounds.divergences import kl, tv
 from trm_bounds.paper import LENGTH_BIAS_PAPER, LENGTH_BIAS_T, length_bias, paper_table_rows
+from trm_bounds.studies import bound_scaling
+from trm_bounds.studies._fit import fit_slope
 
 ROOT = Path(__file__).resolve().parents[1]
 REPRO_MD = ROOT / "paper_repro.md"
@@ -59,6 +65,7 @@ class Row:
     ours: str
     paper: str
     status: str
+    trained: bool = False  # "ours" comes from trained transformers (see TRAINED_FACTOR)
 
 
 def _g(x: float, digits: int = 4) -> str:
@@ -71,21 +78,12 @@ def _tiny(x: float, tol: float = 1e-12) -> str:
     return f"< {tol:g}" if x < tol else f"= {x:.1e}"
 
 
-def _load_experiment(name: str):
-    """Import ``experiments/<name>.py`` as a module (experiments are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 # ----------------------------------------------------------------------------- theorems
 
 
 def _instances(n_seeds: int = 12):
     """Exact tree instances of every generator kind (V in {2, 3}, T in {2, 3, 4})."""
-    from trm_bounds.generators import GENERATORS
+    from trm_bounds.instances.random import GENERATORS
 
     for kind, make in GENERATORS.items():
         for seed in range(n_seeds):
@@ -94,13 +92,13 @@ def _instances(n_seeds: int = 12):
 
 
 def theorems() -> tuple[list[Row], bool]:
-    """Every bound of THEORY.md s.4 (and s.5 sharp) against the exact error on tree instances.
+    """Every bound of docs/theory.md §4 (and s.5 sharp) against the exact error on tree instances.
 
     Checks ``|Error| <= B`` and ``max_R |Error| <= B`` for the published and the sharp
     constants, the exact-error identity (definition against telescoping), and monotonic
     improvement (``L' > B*`` implies ``J(theta) > J(roll)``).
     """
-    from trm_bounds.tabular import exact_report
+    from trm_bounds.engines.tree import exact_report
 
     cmd = f"{SELF} --claim theorems"
     reps = [exact_report(inst) for _, inst in _instances()]
@@ -121,7 +119,7 @@ def theorems() -> tuple[list[Row], bool]:
                 f"{viol_pub} / {viol_shp} violations (published / sharp) in {n} exact "
                 f"instances; max max_R|Error| / sharp B = {ratio:.3f}",
                 "holds (constant 4)",
-                "reproduced; also holds with constant 2 (corrected, THEORY s.5)",
+                "reproduced; also holds with constant 2 (corrected, docs/theory.md §5)",
             )
         )
     gap = max(abs(r["error"] - r["error_identity"]) for r in reps)
@@ -184,14 +182,14 @@ def _transformer_rows() -> tuple[list[Row], bool]:
     return [
         Row("The bounds hold on real policy pairs from the three mismatch sources (transformers)",
             f"python -m trm_bounds exact {inst.relative_to(ROOT)}", text,
-            "(no exact error in the paper)", "new evidence (figure F7)")
+            "(no exact error in the paper)", "new evidence (figure F7)", trained=True)
     ], viol == 0  # fmt: skip
 
 
 def tight() -> tuple[list[Row], bool]:
-    """THEORY.md s.5: the tight instance reaches the sharp bounds; the published are twice."""
-    from trm_bounds.generators import tight_instance
-    from trm_bounds.tabular import exact_report
+    """docs/theory.md §5: the tight instance reaches the sharp bounds; the published are twice."""
+    from trm_bounds.engines.tree import exact_report
+    from trm_bounds.instances.named import tight_instance
 
     eps = 0.1
     r = exact_report(tight_instance(eps))
@@ -208,18 +206,17 @@ def tight() -> tuple[list[Row], bool]:
             f"Classical-TV, Coupling, Adaptive-hybrid = {_g(sharp[0])}; published = "
             f"{_g(pub[0])}",
             "constant 4",
-            "corrected: the constant is 2 and cannot be lowered (THEORY s.5)",
+            "corrected: the constant is 2 and cannot be lowered (docs/theory.md §5)",
         )
     ], ok
 
 
 def baseline() -> tuple[list[Row], bool]:
-    """THEORY.md s.2: a baseline leaves L' unchanged but shifts L by T (J(roll) - b)."""
-    from trm_bounds.generators import dense_noise
-    from trm_bounds.tabular import surrogate_with_baseline
+    """docs/theory.md §2: a baseline leaves L' unchanged but shifts L by T (J(roll) - b)."""
+    from trm_bounds.engines.tree import exact_report, surrogate_with_baseline
+    from trm_bounds.instances.named import dense_noise
 
     inst = dense_noise(3, 4, scale=0.5, seed=0)
-    from trm_bounds.tabular import exact_report
 
     rep = exact_report(inst)
     devs, shifts = [], []
@@ -236,7 +233,7 @@ def baseline() -> tuple[list[Row], bool]:
             f"T (J_roll - b) (residual {_tiny(max(abs(s) for s in shifts))}; "
             f"{_g(inst.T * rep['J_roll'])} at b = 0)",
             "L = E[(R - b) sum_t rho_t] unaffected by b",
-            "corrected: true for the centred L' only (THEORY s.2)",
+            "corrected: true for the centred L' only (docs/theory.md §2)",
         )
     ], ok
 
@@ -245,7 +242,7 @@ def baseline() -> tuple[list[Row], bool]:
 
 
 def table() -> tuple[list[Row], bool]:
-    """THEORY.md s.7: every printed number of the paper's table (via trm_bounds.paper)."""
+    """docs/theory.md §7: every printed number of the paper's table (via trm_bounds.paper)."""
     cmd = "python -m trm_bounds bounds --paper-table"
     rows, ok = [], True
     for r in paper_table_rows():
@@ -272,8 +269,8 @@ def table() -> tuple[list[Row], bool]:
 
 
 def scaling() -> tuple[list[Row], bool]:
-    """THEORY.md s.4 scaling column: fitted log-log slopes of the bounds in both regimes."""
-    bs = _load_experiment("bound_scaling")
+    """docs/theory.md §4 scaling column: fitted log-log slopes of the bounds in both regimes."""
+    bs = bound_scaling
     a = bs.Args()
     uni, spa = bs.uniform_regime(a), bs.sparse_regime(a)
     cmd = f"{SELF} --claim scaling"
@@ -281,14 +278,14 @@ def scaling() -> tuple[list[Row], bool]:
     eps = uni["eps"]
     pub = uni["published"]
     s_uni, s_spa = uni["slopes"], spa["slopes"]
-    # T eps <= 1: Coupling equals the quadratic closed form 2T(T-1)eps^2 (THEORY s.4).
+    # T eps <= 1: Coupling equals the quadratic closed form 2T(T-1)eps^2 (docs/theory.md §4).
     Tq = np.arange(2, int(1.0 / eps) + 1)
     dkl_q = Tq * a.delta
     cq = compute_bounds(
         Tq, eps=eps, delta=a.delta, dkl_seq=dkl_q, dtv_seq=kl_only(a.delta, dkl_q)[1]
     )
     quad_dev = float(np.max(np.abs(cq["coupling"] / (2 * Tq * (Tq - 1) * eps**2) - 1)))
-    c_lin = bs.fit_slope(T, pub["coupling"], 10 / eps, a.T_max)
+    c_lin = fit_slope(T, pub["coupling"], 10 / eps, a.T_max)
     win = f"T in [{a.fit_lo}, {a.T_max}], delta = {a.delta:g}"
     checks = {
         "classical": abs(s_uni["classical_kl"] - 2) < 0.01,
@@ -313,7 +310,7 @@ def scaling() -> tuple[list[Row], bool]:
         Row("Mixed bounds are O(T) (as stated, for any divergence)", cmd,
             f"uniform divergence (D_KL^seq = T delta): Mix-KL slope {s_uni['mix_kl']:.3f}",
             "T", "corrected: O(T) only under sparse divergence; T^{3/2} under uniform "
-            "(THEORY s.4)"),
+            "(docs/theory.md §4)"),
         Row("Linear bound 4 sum_t Dbar_t grows as T", cmd,
             f"slope {s_uni['linear']:.3f} (worst case Dbar_t = eps)", "T", "reproduced"),
     ]  # fmt: skip
@@ -323,7 +320,7 @@ def scaling() -> tuple[list[Row], bool]:
 
 
 def _closed_form_rows(uni: dict, cmd: str) -> tuple[list[Row], bool]:
-    """THEORY.md s.4 closed forms and identities, on the uniform grid (delta <= 2/T there)."""
+    """docs/theory.md §4 closed forms and identities, on the uniform grid (delta <= 2/T there)."""
     from trm_bounds.bounds import adaptive_crossover, mix_kl_closed_form, pm_kl_closed_form
 
     T, eps, delta = uni["T"], uni["eps"], uni["delta"]
@@ -353,7 +350,7 @@ def _closed_form_rows(uni: dict, cmd: str) -> tuple[list[Row], bool]:
             f"(T = {T[0]}..{T[-1]})", "as stated", "reproduced"),
         Row("Coupling <= 4 T eps + 2 once T eps > 1", cmd,
             f"max Coupling - (4 T eps - 2) = {coup_gap:.3g} (<= 0: even 4 T eps - 2 holds)",
-            "4 T eps + 2", "reproduced (tighter: 4 T eps - 2, THEORY s.4)"),
+            "4 T eps + 2", "reproduced (tighter: 4 T eps - 2, docs/theory.md §4)"),
         Row("Adaptive with Dbar_t = a equals PM-KL; TV route with Dbar_t = eps equals Coupling",
             cmd, f"rel. deviations {_tiny(ad_kl)} and {_tiny(ad_tv)} on every T of the grid",
             "identities", "reproduced"),
@@ -392,7 +389,7 @@ def _exact_scaling_rows() -> list[Row]:
 
 
 def trm() -> tuple[list[Row], bool]:
-    """THEORY.md s.6: the estimator identities behind TRM, and the LN-TRM guarantee."""
+    """docs/theory.md §6: the estimator identities behind TRM, and the LN-TRM guarantee."""
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(5), size=200)  # (200, 5) rollout distributions
     q = rng.dirichlet(np.ones(5), size=200)  # (200, 5) trainer distributions
@@ -415,7 +412,7 @@ def trm() -> tuple[list[Row], bool]:
         Row("LN-TRM guarantee |Error| <= 2 E_roll[W], W = sum_t |rho_t - 1| w_t",
             f"{SELF} --claim theorems",
             "2 E_roll[W] = 4 sum_t Dbar_t w_t = Adaptive hybrid (row above): 0 violations",
-            "|Error| <= 2 E[W]", "reproduced; holds with E[W] (sharp, THEORY s.5)")
+            "|Error| <= 2 E[W]", "reproduced; holds with E[W] (sharp, docs/theory.md §5)")
     )  # fmt: skip
     loss_ok, loss_text = _masked_loss_check(rng)
     rows.append(
@@ -454,7 +451,7 @@ def _masked_loss_check(rng: np.random.Generator) -> tuple[bool, str]:
 
 
 def length_bias_rows() -> tuple[list[Row], bool]:
-    """THEORY.md s.6-7: TRM-Max acceptance (1-p)^T, the paper's table, and the simulation."""
+    """docs/theory.md §6-§7: TRM-Max acceptance (1-p)^T, the paper's table, and the simulation."""
     cmd = f"{SELF} --claim length-bias"
     rows, ok = [], True
     for p, printed in LENGTH_BIAS_PAPER.items():
@@ -525,10 +522,16 @@ HEADER = """# Reproducing the paper's claims
 the table is generated by `python experiments/paper_repro_numbers.py --write`, and
 `tests/test_paper_repro.py` fails when it no longer matches what the code computes, or when
 a command of the table does not run. Each command runs in seconds from the repository root.
-Definitions and the corrections are in THEORY.md (sections cited as "THEORY s.N").
+Definitions and the corrections are in `docs/theory.md` (sections cited as §N).
 
 Status: **reproduced** (our number matches the paper's, under its rounding),
 **corrected** (the claim needs a change, given in the row), **differs** (with the reason).
+
+Rows marked † come from small transformers trained on the CPU (`experiments/results/
+transformer_mismatch.json`, rewritten by `python -m trm_bounds.plot --recompute`). Training is
+not bit-reproducible across CPUs and BLAS builds, so their numbers may move between machines
+(for example 6.25 -> 6.21 and 5.33 -> 5.65 on two x86 CPUs); the staleness test compares them
+within a factor 1.5 (counts exactly) and every other row digit for digit.
 
 Figures (`python -m trm_bounds.plot`): F1/F2 bound scaling under uniform and sparse
 divergence, F3 exact error against the bounds, F4 this table as a figure (published beside
@@ -557,11 +560,53 @@ def _cell(text: str) -> str:
 def render_markdown(rows: list[Row]) -> str:
     """The whole of paper_repro.md."""
     lines = [
-        f"| {i} | {_cell(r.claim)} | `{r.command}` | {_cell(r.ours)} | {_cell(r.paper)} | "
-        f"{_cell(r.status)} |"
+        f"| {i} | {_cell(r.claim)} | `{r.command}` | {_cell(r.ours)}{' †' if r.trained else ''} "
+        f"| {_cell(r.paper)} | {_cell(r.status)} |"
         for i, r in enumerate(rows, 1)
     ]
     return HEADER + "\n".join(lines) + "\n"
+
+
+#: Rows marked † (numbers from trained transformers) match when every number is within this
+#: factor of the printed one (zeros exactly).  Justification: the models train for a few
+#: hundred float32 Adam steps whose rounding depends on the CPU's BLAS kernels, so the trained
+#: weights, and with them the ratios bound / exact error of the row, differ between machines;
+#: 6% was measured between two x86 CPUs (5.33 -> 5.65).  A factor 1.5 leaves a wide margin
+#: over that and still catches a pipeline error of a factor 2 (published against sharp
+#: constants).  The theorem the row supports, 0 violations, is compared exactly.
+TRAINED_FACTOR = 1.5
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
+
+
+def _numbers_close(want: str, got: str, factor: float) -> bool:
+    """Same text once numbers are masked, and each number of ``got`` within ``factor`` of
+    ``want``'s (a zero only equal to zero)."""
+    if _NUMBER.sub("#", want) != _NUMBER.sub("#", got):
+        return False
+    for a, b in zip(_NUMBER.findall(want), _NUMBER.findall(got), strict=True):
+        x, y = float(a), float(b)
+        if x == y:
+            continue
+        if x == 0 or y == 0 or (x < 0) != (y < 0) or max(x / y, y / x) > factor:
+            return False
+    return True
+
+
+def stale_rows(want: str, got: str) -> list[str]:
+    """Lines of paper_repro.md text ``want`` that the regenerated text ``got`` contradicts:
+    every line equal, except rows marked † whose numbers may move by :data:`TRAINED_FACTOR`."""
+    a, b = want.splitlines(), got.splitlines()
+    if len(a) != len(b):
+        return [f"{len(a)} lines in the file, {len(b)} regenerated"]
+    bad = []
+    for x, y in zip(a, b, strict=True):
+        if x == y:
+            continue
+        if " †" in x and " †" in y and _numbers_close(x, y, TRAINED_FACTOR):
+            continue
+        bad.append(f"file:  {x}\nnow:   {y}")
+    return bad
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -586,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
 
         atomic_write_text(REPRO_MD, text)
         print(f"wrote {REPRO_MD} ({len(rows)} claims)")
-    elif not REPRO_MD.is_file() or REPRO_MD.read_text() != text:
+    elif not REPRO_MD.is_file() or stale_rows(REPRO_MD.read_text(), text):
         print(f"{REPRO_MD}: stale; run {SELF} --write", file=sys.stderr)
         return 1
     if failed:

@@ -1,7 +1,7 @@
-"""The bound calculator (THEORY.md sections 4, 5 and 7).
+"""The bound calculator (docs/theory.md §4, 5 and 7).
 
 Reference values: the paper's printed numbers come from ``trm_bounds.paper`` (typed from
-the paper's table, THEORY.md s.7); sums are checked against an independent brute-force
+the paper's table, docs/theory.md §7); sums are checked against an independent brute-force
 ``math.fsum`` over ``t`` and, for ``sum sqrt(k)``, against mpmath's Hurwitz zeta at 30 digits.
 """
 
@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 from tolerances import ATOL, RTOL, leq
 
 from trm_bounds import bounds as B
-from trm_bounds.bounds import BOUND_NAMES, BOUNDS, UNIFIED_MEMBERS, compute_bounds, kl_only
+from trm_bounds.bounds import (
+    BOUND_NAMES,
+    BOUNDS,
+    UNIFIED_MEMBERS,
+    compute_bounds,
+    kl_only,
+    plugin_bounds,
+)
 from trm_bounds.paper import (
     LENGTH_BIAS_PAPER,
     LENGTH_BIAS_T,
@@ -34,17 +41,28 @@ from trm_bounds.paper import (
 
 @st.composite
 def valid_params(draw, max_T: int = 3000):
-    """Parameters satisfying every section-3 relation."""
+    """Parameters satisfying every relation of docs/theory.md §3 (trm_bounds.bounds.validate):
+    Pinsker for eps and dtv_seq, the chain rule, the token-wise coupling cap on dtv_seq, and
+    the zero rules (eps = 0 iff delta = 0; dkl_seq = 0 iff dtv_seq = 0)."""
     T = draw(st.integers(1, max_T))
     delta = draw(st.one_of(st.floats(0, 1e-3), st.floats(0, 5.0)))
+    if delta == 0.0:
+        return dict(T=T, eps=0.0, delta=0.0, dkl_seq=0.0, dtv_seq=0.0)
     eps = draw(st.floats(0, 1)) * min(1.0, math.sqrt(delta / 2))
+    if eps == 0.0:
+        eps = min(1.0, math.sqrt(delta / 2))
+    if eps == 0.0:  # delta / 2 underflows (delta = 5e-324)
+        return dict(T=T, eps=0.0, delta=0.0, dkl_seq=0.0, dtv_seq=0.0)
     dkl = draw(st.floats(0, 1)) * T * delta
-    dtv = draw(st.floats(0, 1)) * min(1.0, math.sqrt(dkl / 2))
+    cap = 1.0 if eps >= 1.0 else -math.expm1(T * math.log1p(-eps))
+    dtv = draw(st.floats(0, 1)) * min(1.0, math.sqrt(dkl / 2), cap)
+    if dtv == 0.0 or dkl == 0.0:
+        dkl = dtv = 0.0
     return dict(T=T, eps=eps, delta=delta, dkl_seq=dkl, dtv_seq=dtv)
 
 
 def brute_force(T, eps, delta, dkl_seq, dtv_seq, dbar=None, sharp=False) -> dict[str, float]:
-    """Each bound as a plain ``math.fsum`` over t = 1..T, straight from THEORY.md s.4."""
+    """Each bound as a plain ``math.fsum`` over t = 1..T, straight from docs/theory.md §4."""
     c = 2.0 if sharp else 4.0
     a, e = min(1.0, math.sqrt(delta / 2)), min(1.0, eps)
     ts = range(1, T + 1)
@@ -73,14 +91,14 @@ def brute_force(T, eps, delta, dkl_seq, dtv_seq, dbar=None, sharp=False) -> dict
 
 @pytest.mark.parametrize("row", paper_table_rows(), ids=lambda r: f"{r.row}|{r.column}")
 def test_paper_table(row):
-    """Every number of THEORY.md s.7, within the paper's rounding (half a printed unit;
-    'truncated' and '<=' entries as THEORY.md states them)."""
+    """Every number of docs/theory.md §7, within the paper's rounding (half a printed unit;
+    'truncated' and '<=' entries as docs/theory.md states them)."""
     assert row.ok, (row.row, row.column, row.paper, row.ours)
 
 
 @pytest.mark.parametrize("p", sorted(LENGTH_BIAS_PAPER))
 def test_length_bias_table(p):
-    """Length-bias table (1-p)^T (THEORY.md s.7), rounded or truncated as stated there."""
+    """Length-bias table (1-p)^T (docs/theory.md §7), rounded or truncated as stated there."""
     for T, (val, dec, rel) in zip(LENGTH_BIAS_T, LENGTH_BIAS_PAPER[p], strict=False):
         ours = length_bias(p, T)
         assert reproduced(ours, val, dec, rel), (p, T, ours, val)
@@ -88,14 +106,14 @@ def test_length_bias_table(p):
 
 
 def test_truncated_entries_do_not_round():
-    """THEORY.md s.7: 0.358, 0.663, 0.440 are truncations (they round to 0.359, 0.664, 0.441)."""
+    """docs/theory.md §7: 0.358, 0.663, 0.440 are truncations (they round to 0.359, 0.664, 0.441)."""
     assert round(length_bias(1e-3, 1024), 3) == 0.359
     assert round(length_bias(1e-4, 4096), 3) == 0.664
     assert round(length_bias(1e-4, 8192), 3) == 0.441
 
 
 def test_paper_exact_pm_sum():
-    """THEORY.md s.7: the exact PM-KL sum is 34.946 (the closed form 34.95)."""
+    """docs/theory.md §7: the exact PM-KL sum is 34.946 (the closed form 34.95)."""
     eps, dtv = kl_only(1e-4, 0.01)
     b = compute_bounds(4096, eps=eps, delta=1e-4, dkl_seq=0.01, dtv_seq=dtv)
     assert round(b["pm_kl"], 3) == 34.946
@@ -107,7 +125,7 @@ def test_paper_exact_pm_sum():
 
 @given(valid_params())
 def test_against_brute_force(p):
-    """compute_bounds equals the plain per-t sum of THEORY.md s.4 (published and sharp)."""
+    """compute_bounds equals the plain per-t sum of docs/theory.md §4 (published and sharp)."""
     for sharp in (False, True):
         ours = compute_bounds(**p, sharp=sharp)
         ref = brute_force(**p, sharp=sharp)
@@ -120,6 +138,10 @@ def test_explicit_dbar_against_brute_force(p, scale):
     """Adaptive and Linear with a data-dependent Dbar_t equal the plain sum."""
     rng = np.random.default_rng(p["T"])
     dbar = rng.uniform(0, 1, p["T"]) * p["eps"] * scale
+    # Dbar_t ties dtv_seq and dkl_seq (docs/theory.md §3): the one plug-in rule raises them
+    # to a consistent set (tests/test_plugin_bounds.py checks that rule).
+    p = {k: v for k, v in plugin_bounds(**p, dbar=dbar)["inputs"].items() if k != "adjusted"}
+    dbar = np.asarray(p.pop("dbar"))
     ours = compute_bounds(**p, dbar=dbar)
     ref = brute_force(**p, dbar=dbar)
     for name in ("adaptive_kl", "adaptive_tv", "adaptive_hybrid", "linear", "unified"):
@@ -128,7 +150,7 @@ def test_explicit_dbar_against_brute_force(p, scale):
 
 @given(valid_params())
 def test_sharp_is_half_published(p):
-    """THEORY.md s.5: every sharp bound is exactly half the published one (classical forms
+    """docs/theory.md §5: every sharp bound is exactly half the published one (classical forms
     T(T-1)eps^2 and T(T-1)delta/2)."""
     pub, sharp = compute_bounds(**p), compute_bounds(**p, sharp=True)
     for name in BOUND_NAMES:
@@ -137,7 +159,7 @@ def test_sharp_is_half_published(p):
 
 @given(valid_params())
 def test_unified_is_min_of_members(p):
-    """B* <= every member, and equals one of them (THEORY.md s.4)."""
+    """B* <= every member, and equals one of them (docs/theory.md §4)."""
     b = compute_bounds(**p)
     assert all(b["unified"] <= b[m] for m in UNIFIED_MEMBERS)
     assert b["unified"] == min(b[m] for m in UNIFIED_MEMBERS)
@@ -146,6 +168,11 @@ def test_unified_is_min_of_members(p):
 @given(valid_params(max_T=800))
 def test_worst_case_dbar_is_eps(p):
     """dbar=None is the worst case Dbar_t = min(1, eps) (the paper's table)."""
+    # Dbar_t = eps at every t needs D_KL^seq >= 2 T eps^2 and eps <= D_TV^seq (docs/theory.md §3)
+    T, eps = p["T"], p["eps"]
+    dkl = max(p["dkl_seq"], 2 * T * eps * eps)
+    cap = 1.0 if eps >= 1.0 else -math.expm1(T * math.log1p(-eps))
+    p = {**p, "dkl_seq": dkl, "dtv_seq": min(1.0, math.sqrt(dkl / 2), cap)}
     implicit = compute_bounds(**p)
     explicit = compute_bounds(**p, dbar=np.full(p["T"], min(1.0, p["eps"])))
     for name in BOUND_NAMES:
@@ -154,10 +181,15 @@ def test_worst_case_dbar_is_eps(p):
 
 @given(st.integers(1, 3000), st.floats(0, 4.0))
 def test_adaptive_at_a_equals_pm_kl(T, delta):
-    """THEORY.md s.4: Adaptive-KL with Dbar_t = a = min(1, sqrt(delta/2)) equals PM-KL
+    """docs/theory.md §4: Adaptive-KL with Dbar_t = a = min(1, sqrt(delta/2)) equals PM-KL
     (index reversal); with Dbar_t = eps on the TV route it equals Coupling."""
     eps, _ = kl_only(delta, 0.0)
-    b = compute_bounds(T, eps=eps, delta=delta, dkl_seq=0.0, dtv_seq=0.0, dbar=np.full(T, eps))
+    if eps == 0.0:  # delta / 2 underflows: the zero rule eps = 0 <=> delta = 0
+        delta = 0.0
+    dkl = T * delta  # Dbar_t = eps everywhere forces 2 T eps^2 <= D_KL^seq (docs/theory.md §3)
+    cap = 1.0 if eps >= 1.0 else -math.expm1(T * math.log1p(-eps))
+    dtv = min(1.0, math.sqrt(dkl / 2), cap)
+    b = compute_bounds(T, eps=eps, delta=delta, dkl_seq=dkl, dtv_seq=dtv, dbar=np.full(T, eps))
     np.testing.assert_allclose(b["adaptive_kl"], b["pm_kl"], rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(b["adaptive_tv"], b["coupling"], rtol=RTOL, atol=ATOL)
 
@@ -165,10 +197,13 @@ def test_adaptive_at_a_equals_pm_kl(T, delta):
 def test_array_T_equals_scalar_loop():
     """One vectorised pass over an array of T equals the per-T scalar path."""
     T = np.unique(np.r_[1:300, np.geomspace(300, 2e6, 400).astype(np.int64)])
+    # (1e-4, 0.0) was here: eps = 0 with delta > 0 is now refused (test_zero_tv_forces_zero_kl);
+    # (1e-4, 1e-200) keeps a tiny-eps case where PM-KL must not underflow.
     for delta, eps in ((1e-4, 5e-3), (1e-2, 1e-3), (2.5, 1.0), (1e-10, 7e-6), (0.0, 0.0),
-                       (1e-4, 0.0)):
+                       (1e-4, 1e-200)):
         dkl = T * delta * 0.3
-        dtv = np.minimum(1.0, np.sqrt(dkl / 2)) * 0.9
+        cap = 1.0 if eps >= 1.0 else -np.expm1(T * np.log1p(-eps))
+        dtv = np.minimum(np.minimum(1.0, np.sqrt(dkl / 2)), cap) * 0.9
         for sharp in (False, True):
             vec = compute_bounds(T, eps=eps, delta=delta, dkl_seq=dkl, dtv_seq=dtv, sharp=sharp)
             for i in range(0, T.size, 7):
@@ -200,7 +235,7 @@ def test_sum_sqrt_against_fsum(n):
 
 @given(st.integers(1, 20000), st.floats(1e-12, 1.0))
 def test_pm_closed_forms_upper_bound(T, frac):
-    """THEORY.md s.4: PM-KL <= (4/3) T^{3/2} delta and PM-TV <= (8/3) T^{3/2} eps sqrt(delta/2)
+    """docs/theory.md §4: PM-KL <= (4/3) T^{3/2} delta and PM-TV <= (8/3) T^{3/2} eps sqrt(delta/2)
     when delta <= 2/T (and both are the sum's continuous majorant, within a factor tending to 1)."""
     delta = frac * 2.0 / T
     eps = math.sqrt(delta / 2) * 0.7
@@ -231,7 +266,7 @@ def test_mix_closed_forms(p):
 
 @given(st.integers(1, 50000), st.floats(1e-6, 1.0))
 def test_coupling_closed_form(T, eps):
-    """Coupling = 2T(T-1)eps^2 when T eps <= 1; <= 4 T eps - 2 otherwise (THEORY.md s.4)."""
+    """Coupling = 2T(T-1)eps^2 when T eps <= 1; <= 4 T eps - 2 otherwise (docs/theory.md §4)."""
     b = B.coupling(T, eps=eps)
     cf = B.coupling_closed_form(T, eps=eps)
     if B.coupling_regime(T, eps=eps):
@@ -273,6 +308,10 @@ def test_monotone_in_each_divergence(p, u):
         {**p, "dtv_seq": p["dtv_seq"] + u * (min(1, math.sqrt(p["dkl_seq"] / 2)) - p["dtv_seq"])},
     ]
     for q in grown:
+        # growing one input can break a relation of docs/theory.md §3: the plug-in rule then
+        # raises the others (never lowers), so q stays componentwise >= p
+        q = plugin_bounds(**q)["inputs"]
+        q = {k: q[k] for k in ("T", "eps", "delta", "dkl_seq", "dtv_seq")}
         b = compute_bounds(**q)
         for name in BOUND_NAMES:
             assert leq(base[name], b[name]), (name, q)
@@ -300,7 +339,7 @@ def test_caps_inactive():
 
 
 def test_registry_is_complete():
-    """The registry lists exactly the twelve names, in THEORY.md order, each citing s.4."""
+    """The registry lists exactly the twelve names, in docs/theory.md order, each citing s.4."""
     assert BOUND_NAMES == (
         "classical_tv",
         "classical_kl",
@@ -316,9 +355,9 @@ def test_registry_is_complete():
         "unified",
     )
     for _name, spec in BOUNDS.items():
-        assert spec.theory.startswith("s.4")
+        assert spec.theory.startswith("§4")
         if spec.fn is not None:
-            assert "THEORY.md" in spec.fn.__doc__
+            assert "docs/theory.md §4" in spec.fn.__doc__
 
 
 # --------------------------------------------------------------------------- invalid input
@@ -352,16 +391,94 @@ GOOD = dict(T=100, eps=5e-3, delta=1e-4, dkl_seq=0.01, dtv_seq=0.05)
         ({"dbar": np.r_[np.full(99, 1e-3), -1e-3]}, ">= 0"),
         ({"T": np.array([100, 200]), "dbar": np.full(100, 1e-3)}, "scalar T"),
         ({"T": np.array([100, 200]), "dkl_seq": np.array([0.01, 0.01, 0.01])}, "shape"),
+        # every relation of docs/theory.md §3 (trm_bounds.bounds.validate, relations 1-9)
+        ({"eps": 0.0}, r"eps = 0 <=> delta = 0"),
+        ({"eps": 0.0, "delta": 0.0, "dkl_seq": 0.0}, r"eps = 0 => dtv_seq = 0"),
+        ({"delta": 0.0}, r"eps <= sqrt\(delta/2\)"),
+        ({"dtv_seq": 0.0}, r"dkl_seq = 0 <=> dtv_seq = 0"),
+        ({"eps": 0.0, "delta": 1e-11, "dkl_seq": 0.0, "dtv_seq": 0.0}, r"eps = 0 <=> delta = 0"),
+        ({"T": 2, "dkl_seq": 2e-4, "dtv_seq": 0.01}, r"dtv_seq <= 1 - \(1 - eps\)\^T"),
+        ({"dbar": np.full(100, 1e-4)}, r"dtv_seq <= sum_t Dbar_t"),
+        ({"dbar": np.full(100, 5e-3), "dkl_seq": 0.004, "dtv_seq": 0.04}, r"2 sum_t Dbar_t\^2 <= dkl_seq"),
+        ({"dbar": np.r_[5e-3, np.full(99, 1e-3)], "dtv_seq": 4e-3}, r"Dbar_1 <= dtv_seq"),
+        ({"T": 2**63}, r"at most 2\*\*53 = 9007199254740992 .* got T = 9223372036854775808"),
+        ({"T": np.array([5, 2**63], dtype=np.uint64)}, r"got T = 9223372036854775808"),
+        ({"T": 1e19}, r"got T = 1e\+19"),
     ],
 )
 def test_invalid_arguments_raise(change, match):
-    """Every invalid argument raises ValueError naming the relation or field."""
-    with pytest.raises(ValueError, match=match):
+    """Every invalid argument raises a one-line ValueError naming the relation or field,
+    with plain numbers (never ``np.float64(...)``)."""
+    with pytest.raises(ValueError, match=match) as info:
         compute_bounds(**{**GOOD, **change})
+    assert "\n" not in str(info.value) and "np." not in str(info.value)
+
+
+def test_zero_tv_forces_zero_kl():
+    """The false certificate of the issue: eps = 0 with delta = 1e-4 gave B* = 0; it is refused."""
+    with pytest.raises(ValueError, match=r"^relation eps = 0 <=> delta = 0 violated .*delta = 0.0001$"):
+        compute_bounds(4096, eps=0, delta=1e-4, dkl_seq=0.01, dtv_seq=0.05)
+    with pytest.raises(ValueError, match="eps = 0 <=> delta = 0"):
+        compute_bounds(4096, eps=0, delta=1e-4, dkl_seq=0.0, dtv_seq=0.0)
+    b = compute_bounds(4096, eps=0, delta=0, dkl_seq=0, dtv_seq=0)
+    assert all(v == 0.0 for v in b.values())
+
+
+def test_negative_delta_one_line():
+    """``bounds --delta=-1e-4``: one line from validate, a plain number."""
+    with pytest.raises(ValueError) as info:
+        compute_bounds(4096, eps=5e-3, delta=-1e-4, dkl_seq=0.01, dtv_seq=0.05)
+    assert str(info.value) == "delta must be >= 0, got -0.0001"
+
+
+def test_numpy_scalars_print_plainly():
+    """Error messages print plain floats even for numpy inputs."""
+    with pytest.raises(ValueError) as info:
+        compute_bounds(np.int64(100), eps=np.float64(0.01), delta=np.float64(1e-4),
+                       dkl_seq=np.float64(0.01), dtv_seq=np.float32(0.05))
+    assert "np." not in str(info.value) and "eps = 0.01" in str(info.value)
+
+
+def test_big_T_refused_with_true_value():
+    """T >= 2**63 was reported as T = -9223372036854775808; now the true value is printed.
+    T = 2**53 (the largest exact float64 integer) is accepted."""
+    for T in (2**63, 2**64 + 5):
+        with pytest.raises(ValueError, match=f"got T = {T}$"):
+            compute_bounds(T, **{k: v for k, v in GOOD.items() if k != "T"})
+    b = compute_bounds(2**53, eps=5e-3, delta=1e-4, dkl_seq=0.01, dtv_seq=0.05)
+    assert math.isfinite(b["unified"])
+
+
+def test_classical_overflow_is_inf_without_warning():
+    """T^2 delta above 1e308: the classical KL form is inf, silently, on both paths."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kw = dict(eps=1.0, delta=1e300, dkl_seq=2.0, dtv_seq=1.0)
+        assert compute_bounds(10**6, **kw)["classical_kl"] == math.inf
+        arr = compute_bounds(np.array([10, 10**6]), **kw)["classical_kl"]
+        assert arr[0] == 90 * 1e300 and arr[1] == math.inf
+
+
+def test_tiny_delta_array_path_agrees():
+    """The array path gave PM-KL = 0 where the scalar path gives about 2e-300 (tiny eps, delta):
+    compared with a relative tolerance only."""
+    T = np.array([2, 3, 100])
+    kw = dict(eps=1e-200, delta=1e-300, dkl_seq=1e-300, dtv_seq=1e-200)
+    vec = compute_bounds(T, **kw)
+    for i, t in enumerate(T):
+        one = compute_bounds(int(t), **kw)
+        assert one["pm_kl"] > 0
+        for name in BOUND_NAMES:
+            np.testing.assert_allclose(vec[name][i], one[name], rtol=RTOL, atol=0, err_msg=name)
 
 
 def test_relations_hold_up_to_tolerance():
-    """Rounding-level violations (below 1e-12) are accepted, as exact engines produce them."""
+    """Rounding-level violations (below 1e-12) are accepted, as exact engines produce them
+    (e.g. eps = 5.6e-17 with delta = 0, dkl_seq = 7.9e-32 with dtv_seq = 0)."""
+    compute_bounds(10, eps=5.551115123125783e-17, delta=0.0, dkl_seq=0.0, dtv_seq=0.0)
+    compute_bounds(10, eps=1e-3, delta=1e-4, dkl_seq=7.881622158793727e-32, dtv_seq=0.0)
     compute_bounds(**{**GOOD, "eps": math.sqrt(1e-4 / 2) + 5e-13})
     compute_bounds(**{**GOOD, "dbar": np.full(100, 5e-3 + 5e-13)})
 

@@ -111,3 +111,16 @@ def test_torch_twin_agrees(seed):
 def test_softmax_rows_sum_to_one():
     z = np.random.default_rng(0).normal(size=(5, 9)) * 50
     np.testing.assert_allclose(softmax(z).sum(-1), 1.0, rtol=RTOL, atol=ATOL)
+
+
+def test_subnormal_and_far_apart_entries_stay_finite():
+    """A subnormal ``p`` beside a normal ``q`` has a finite term ``q - p - p log(q/p)`` in both
+    forms (``D/p`` and ``e^d`` would overflow); ``q = 0 < p`` stays ``+inf``."""
+    p = np.array([1e-310, 1.0 - 1e-310])
+    q = np.array([0.5, 0.5])
+    expected = 0.5 - 1e-310 - 1e-310 * (np.log(0.5) - np.log(1e-310)) + kl_terms(p[1:], q[1:])[0]
+    a = kl_terms(p, q).sum()
+    b = kl_terms_from_logprobs(np.log(p), np.log(q)).sum()
+    assert np.isfinite(a) and np.isfinite(b)
+    np.testing.assert_allclose([a, b], expected, rtol=RTOL, atol=ATOL)
+    assert np.isinf(kl_terms(np.array([1e-310, 1.0]), np.array([0.0, 1.0])).sum())

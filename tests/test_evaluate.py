@@ -1,4 +1,4 @@
-"""The log evaluator (trm_bounds.evaluate; issue 5, THEORY.md sections 3, 5, 6).
+"""The log evaluator (trm_bounds.evaluate; docs/theory.md §3, §5, §6).
 
 Reference values are computed here by a plain per-sequence loop in numpy, independent of
 the vectorised torch path (``trm_bounds.masking``) and of the streaming merge.
@@ -20,15 +20,10 @@ from hypothesis import strategies as st
 from test_logs import random_source, write_jsonl, write_npz, write_parquet, write_pt
 from tolerances import ATOL, RTOL, leq
 
+from trm_bounds.cli import evaluate_main as main
 from trm_bounds.divergences import kl_from_logprobs
-from trm_bounds.evaluate import (
-    HIST_EDGES,
-    SCHEMA,
-    _dd_sum,
-    chunk_stats,
-    evaluate,
-    main,
-)
+from trm_bounds.evaluate import HIST_EDGES, SCHEMA, chunk_stats, evaluate
+from trm_bounds.evaluate.stats import _dd_sum
 from trm_bounds.logs import iter_batches
 
 CONTRACT_KEYS = {
@@ -51,12 +46,12 @@ CONTRACT_KEYS = {
 CHUNK_RTOL = 1e-12
 #: Report keys that depend on the per-position sums.
 POSITION_KEYS = ("dbar_estimate", "observed", "bounds")
-#: issue 5 defaults (the paper's): 0.05 max criteria, 0.001 seq_mean_k3, 0.05 ser and ln_trm.
+#: The paper's defaults: 0.05 max criteria, 0.001 seq_mean_k3, 0.05 ser and ln_trm.
 DEFAULTS = {"seq_max_k2": 0.05, "seq_mean_k3": 0.001, "ser": 0.05, "ln_trm": 0.05}
 
 
 def reference(src: dict, ln_delta: float = 0.05, ln_eps: float | None = None) -> dict:
-    """Per-sequence loop over the THEORY.md section 6 definitions; LN-TRM weights
+    """Per-sequence loop over the docs/theory.md §6 definitions; LN-TRM weights
     ``w_t = min(1, sqrt((T_i - t) delta/2))``, with ``(T_i - t) eps`` added by ``ln_eps``."""
     rows = []
     for i, n in enumerate(src["L"]):
@@ -107,7 +102,6 @@ def assert_close_tree(a, b, rtol: float = CHUNK_RTOL) -> None:
 
 
 def run(tmp_path: Path, path, name: str = "out", **kw) -> dict:
-    kw.setdefault("figures", False)
     kw.setdefault("progress", False)
     return evaluate(path, tmp_path / name, **kw)
 
@@ -329,7 +323,7 @@ def distribution_source(B=6, T=7, V=5, seed=17):
 
 def test_exact_distributions_give_seq_max_kl_and_observed_maxima(tmp_path):
     """Full logits: observed delta/eps are the exact maxima of KL(roll||theta) and TV over
-    valid positions (THEORY.md section 3), and Pinsker eps <= sqrt(delta/2) holds."""
+    valid positions (docs/theory.md §3), and Pinsker eps <= sqrt(delta/2) holds."""
     src, zt, zr, lpt, lpr = distribution_source()
     path = write_npz(tmp_path / "d.npz", src, logits=zt, rollout_logits=zr)
     rep = run(tmp_path, path)
@@ -389,7 +383,8 @@ def test_seq_max_kl_without_distributions_exits_2(tmp_path, capsys):
 
 
 def test_bounds_are_compute_bounds_of_the_reported_inputs(tmp_path):
-    """Identity with trm_bounds.bounds, and sharp = published / 2 (THEORY.md section 5)."""
+    """Identity with trm_bounds.bounds at the reported inputs (the plug-in rule's, which
+    only raises), and sharp = published / 2 (docs/theory.md §5)."""
     from trm_bounds.bounds import compute_bounds
 
     src = random_source(B=30, T=20, seed=19, sigma=0.05)
@@ -398,7 +393,8 @@ def test_bounds_are_compute_bounds_of_the_reported_inputs(tmp_path):
     assert b["computed"] and "conditional" in b["label"]
     assert "lower estimate" in rep["observed"]["label"]
     inp = b["inputs"]
-    dbar = np.minimum(rep["dbar_estimate"], inp["eps"])
+    dbar = np.array(b["dbar_used"])
+    assert np.all(dbar >= np.array(rep["dbar_estimate"])) and np.all(dbar <= inp["eps"])
     want = compute_bounds(
         inp["T"], eps=inp["eps"], delta=inp["delta"], dkl_seq=inp["dkl_seq"],
         dtv_seq=inp["dtv_seq"], dbar=dbar,
@@ -408,18 +404,25 @@ def test_bounds_are_compute_bounds_of_the_reported_inputs(tmp_path):
         np.testing.assert_allclose(b["sharp"][k], v / 2, RTOL, ATOL)
     assert inp["T"] == int(src["L"].max())
     np.testing.assert_allclose(inp["eps"], min(1, math.sqrt(inp["delta"] / 2)), RTOL, ATOL)
-    np.testing.assert_allclose(inp["dtv_seq"], min(1, math.sqrt(inp["dkl_seq"] / 2)), RTOL, ATOL)
+    # D_TV^seq is not observed: the Pinsker value of the D_KL^seq estimate, raised to Dbar_1
+    # where that is larger (data processing); consistent with the D_KL^seq used (Pinsker)
+    pinsker = min(1, math.sqrt(rep["observed"]["dkl_seq_estimate"] / 2))
+    np.testing.assert_allclose(inp["dtv_seq"], max(pinsker, dbar[0]), RTOL, ATOL)
+    assert leq(2 * inp["dtv_seq"] ** 2, inp["dkl_seq"])
 
 
 def test_relation_violation_is_reported_and_adjusted(tmp_path):
-    """One-token sequences with r = 1: k3 = e - 2 > k2 = 1/2, so D_KL^seq > T delta;
-    delta is raised to D_KL^seq / T (observed values are lower estimates)."""
+    """One token with r = 1: k2 = 1/2, k3 = e - 2, Dbar_1 = (e - 1)/2. The observed values
+    violate docs/theory.md §3 (D_KL^seq = e - 2 > T delta = 1/2, Dbar_1 > eps = sqrt(delta/2)),
+    and trm_bounds.bounds.plugin_bounds only raises: eps and D_TV^seq to Dbar_1, then delta
+    and D_KL^seq to 2 Dbar_1^2 = (e - 1)^2 / 2 (Pinsker), which also exceeds D_KL^seq / T."""
     lp, lr = np.array([[-0.5]]), np.array([[-1.5]])
     np.savez(tmp_path / "d.npz", old_log_probs=lp, rollout_log_probs=lr, response_mask=[[1]])
     rep = run(tmp_path, tmp_path / "d.npz")
     b = rep["bounds"]
     assert any("D_KL^seq" in a for a in b["adjustments"])
-    np.testing.assert_allclose(b["inputs"]["delta"], math.e - 2, RTOL, ATOL)
+    np.testing.assert_allclose(b["inputs"]["delta"], (math.e - 1) ** 2 / 2, RTOL, ATOL)
+    assert b["inputs"]["delta"] >= b["inputs"]["dkl_seq"] >= math.e - 2  # D_KL^seq <= T delta
     assert rep["observed"]["delta_lower_estimate"] == 0.5
 
 
@@ -457,7 +460,7 @@ def test_demo_and_figures(tmp_path, capsys):
     from trm_bounds.evaluate import demo_dump_path
     from trm_bounds.plot.evaluate import draw_report_figures
 
-    assert demo_dump_path().stat().st_size < 1_000_000  # issue 5: small demo data
+    assert demo_dump_path().stat().st_size < 1_000_000  # small demo data
     out = tmp_path / "demo"
     assert main(["--demo", "--out", str(out), "--quiet"]) == 0
     names = {p.name for p in out.iterdir()}
@@ -559,7 +562,7 @@ def test_failure_in_a_later_shard_leaves_nothing(tmp_path, capsys):
     _jsonl(tmp_path / "b.jsonl", [GOOD, "{"])
     out = tmp_path / "out"
     assert main([str(tmp_path / "a.npz"), str(tmp_path / "b.jsonl"), "--out", str(out)]) == 2
-    assert list(out.iterdir()) == []
+    assert not out.exists() or list(out.iterdir()) == []
     capsys.readouterr()
 
 
@@ -576,3 +579,107 @@ def test_subprocess_bad_input_and_pickle_refusal(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and "--trust-pickle" in proc.stderr
     assert not (out / "report.json").exists()
     assert main([str(path), "--out", str(out), "--quiet", "--trust-pickle", "--no-figures"]) == 0
+
+
+# ----------------------------------------------------------------------------- options, --out
+
+
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        ({"ln_delta": 0.0}, "ln_delta"),
+        ({"ln_delta": float("nan")}, "ln_delta"),
+        ({"ln_eps": -1.0}, "ln_eps"),
+        ({"thresholds": {"ser": float("nan")}}, "ser"),
+        ({"thresholds": {"bogus": 0.1}}, "bogus"),
+        ({"criteria": ["seq_max_k2", "bogus"]}, "bogus"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"n_buckets": 0}, "n_buckets"),
+        ({"fmt": "csv"}, "fmt"),
+    ],
+)
+def test_bad_options_fail_up_front_and_write_nothing(tmp_path, kw, name):
+    """ln_delta = 0 raised ZeroDivisionError (NaN a conversion error) after the output folder
+    was made: every option is now checked first, with a one-line ValueError naming it."""
+    path = write_npz(tmp_path / "d.npz", random_source(seed=31))
+    out = tmp_path / "new" / "out"
+    with pytest.raises(ValueError, match=name) as err:
+        run(tmp_path, path, "new/out", **kw)
+    assert "\n" not in str(err.value) and "np.float64" not in str(err.value)
+    assert not out.exists() and not (tmp_path / "new").exists()
+
+
+def _read_only_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    return d
+
+
+OUT_CASES = {
+    "existing_file": lambda p: (p / "f.txt").write_text("x") and p / "f.txt",
+    "under_a_file": lambda p: (p / "f.txt").write_text("x") and p / "f.txt" / "sub" / "out",
+    "read_only": lambda p: _read_only_dir(p) / "out",
+    "read_only_itself": lambda p: _read_only_dir(p),
+}
+
+
+@pytest.mark.parametrize("case", list(OUT_CASES))
+def test_unusable_out_dir_is_one_line_error_and_leaves_nothing(tmp_path, case):
+    """``out_dir`` naming an existing file, a path under a file, or a folder that cannot be
+    created or written: OutputDirError (a ValueError), one line with the path, raised before
+    any work; nothing is created."""
+    import os
+
+    from trm_bounds.evaluate import OutputDirError
+
+    if case.startswith("read_only") and os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    path = write_npz(tmp_path / "d.npz", random_source(seed=32))
+    out = OUT_CASES[case](tmp_path)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(OutputDirError) as err:
+        evaluate(path, out, progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and str(out) in msg
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_cli_ln_delta_nan_is_one_line(tmp_path, capsys):
+    """``evaluate --ln-delta nan`` traced back; now one stderr line and status 2."""
+    p = str(write_npz(tmp_path / "d.npz", random_source(seed=33)))
+    assert main([p, "--out", str(tmp_path / "o"), "--ln-delta", "nan", "--no-figures"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ln-delta" in err.replace("_", "-"), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_never_imports_plotting(tmp_path):
+    """Computation never imports matplotlib: figures are a callback (``draw_figures``)."""
+    path = write_npz(tmp_path / "d.npz", random_source(seed=34))
+    code = (
+        "import sys; from trm_bounds.evaluate import evaluate; "
+        f"evaluate({str(path)!r}, {str(tmp_path / 'o')!r}, progress=False); "
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_figures_callback_outputs_are_moved_into_place(tmp_path):
+    """A ``draw_figures`` callback draws into a temporary folder from the loaded report; its
+    files land beside report.json and report.md links the PNGs."""
+    path = write_npz(tmp_path / "d.npz", random_source(seed=35))
+    seen = {}
+
+    def draw(report: dict, folder: Path) -> list[Path]:
+        seen["n"] = report["n_sequences"]
+        (folder / "a.png").write_bytes(b"png")
+        return [folder / "a.png"]
+
+    rep = run(tmp_path, path, draw_figures=draw)
+    out = tmp_path / "out"
+    assert seen["n"] == rep["n_sequences"] and (out / "a.png").read_bytes() == b"png"
+    assert "](a.png)" in (out / "report.md").read_text()
+    assert not [n for n in (p.name for p in out.iterdir()) if n.startswith(".")]

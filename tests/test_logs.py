@@ -1,4 +1,4 @@
-"""Loaders of logged logprob dumps (trm_bounds.logs; issue 5 "Inputs", THEORY.md section 6).
+"""Loaders of logged logprob dumps (trm_bounds.logs; docs/theory.md §6).
 
 Every format is written here from one random source batch and must load back to exactly
 the same canonical float64 arrays (identity, no tolerance: the loaders only move values).
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from trm_bounds.logs import ALIASES, LogFormatError, iter_batches, load_dataset
+from trm_bounds.logs import ALIASES, LogFormatError, dump_schema, iter_batches, load_dataset
 
-#: (trainer, rollout, mask) field names per framework, from issue 5's alias table.
+#: (trainer, rollout, mask) field names per framework (the frameworks' own names).
 FRAMEWORKS = {
     "verl": ("old_log_probs", "rollout_log_probs", "response_mask"),
     "nemo_rl": ("prev_logprobs", "generation_logprobs", "token_loss_mask"),
@@ -152,7 +152,7 @@ def test_every_format_loads_to_the_same_canonical_arrays(tmp_path, kind):
 
 @pytest.mark.parametrize("fw", list(FRAMEWORKS))
 def test_framework_aliases(tmp_path, fw):
-    """verl, NeMo-RL, SkyRL and TRL field names are all recognised (issue 5 alias table)."""
+    """verl, NeMo-RL, SkyRL and TRL field names are all recognised."""
     src = random_source(seed=1)
     assert_same(load_dataset([write_pt(tmp_path / "d.pt", src, fw)]), src)
     assert_same(load_dataset([write_npz(tmp_path / "d.npz", src, fw)]), src)
@@ -279,10 +279,26 @@ def test_float32_parquet_loads_as_float32(tmp_path):
 )
 def test_parquet_bad_value_is_located(tmp_path, field, value, what):
     """The fast flat-value check of parquet chunks still reports the record and the field of
-    the first bad value (issue 5, "Bad input")."""
+    the first bad value."""
     src = random_source(B=8, T=6, seed=11)
     key = {"old_log_probs": "lp", "rollout_log_probs": "lr"}[field]
     src[key][5, 0] = value
     path = write_parquet(tmp_path / "b.parquet", src)
     with pytest.raises(LogFormatError, match=f"record 5: field '{field}': {what}"):
         load_dataset([path])
+
+
+def test_dump_schema_is_rendered_from_the_alias_table():
+    """Every canonical field and every accepted name appears in both renderings, and each
+    framework's names are attributed to it."""
+    text, md = dump_schema(), dump_schema(markdown=True)
+    for canon, names in ALIASES.items():
+        assert canon in text and f"`{canon}`" in md
+        for n in names:
+            assert n in text and f"`{n}`" in md
+    for fw, names in FRAMEWORKS.items():
+        label = {"verl": "verl", "nemo_rl": "NeMo-RL", "skyrl": "SkyRL", "trl": "TRL"}[fw]
+        for n in names:
+            assert f"`{n}` ({label}" in md or f"`{n}` (verl, {label}" in md, (fw, n)
+    assert all(len(line) <= 79 for line in text.splitlines())
+    assert len(md.splitlines()) == len(ALIASES) + 2

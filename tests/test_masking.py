@@ -1,7 +1,7 @@
-"""Tests of trm_bounds.masking (THEORY.md section 6; exact divergences, section 3).
+"""Tests of trm_bounds.masking (docs/theory.md §6; exact divergences, section 3).
 
 References are plain float64 numpy loops written here (loops in the tests only), the
-closed forms of THEORY.md section 6, and ``trm_bounds.divergences``.
+closed forms of docs/theory.md §6, and ``trm_bounds.divergences``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from trm_bounds.masking import (
     exact_token_tv,
     ln_trm_weights,
     masked_loss,
+    parse_threshold,
     sequence_mask,
     sequence_stats,
     topk_divergence_bounds,
@@ -35,7 +36,7 @@ STAT_KEYS = ("k2_max", "k3_mean", "k3_sum", "ser", "ln_trm", "log_ppl_diff")
 
 
 def reference_stats(lp, rlp, mask, ln_delta=0.05, ln_eps=None):
-    """Plain float64 loop over sequences and tokens, straight from THEORY.md section 6."""
+    """Plain float64 loop over sequences and tokens, straight from docs/theory.md §6."""
     out = {k: [] for k in ("length", *STAT_KEYS)}
     for i in range(lp.shape[0]):
         r = [float(lp[i, j]) - float(rlp[i, j]) for j in range(lp.shape[1]) if mask[i, j]]
@@ -195,7 +196,7 @@ def test_float32_inputs_close_to_float64():
 
 def test_trainer_neg_inf_is_valid_and_rejected():
     """log pi_theta = -inf on a valid token: rho = 0, |rho - 1| = 1, k2 = k3 = +inf
-    (THEORY.md section 6 / issue 5); max and mean criteria reject, nothing is NaN."""
+    (docs/theory.md §6); max and mean criteria reject, nothing is NaN."""
     lp = torch.tensor([[-1.0, -math.inf, -2.0, float("nan")], [-1.0, -1.0, -1.0, 0.0]])
     rlp = torch.tensor([[-1.0, -0.5, -2.0, 3.0], [-1.0, -1.0, -1.0, float("nan")]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0]])
@@ -222,7 +223,7 @@ def test_empty_sequences_have_zero_stats_and_are_accepted():
 
 
 def test_ln_trm_weights_closed_form():
-    """w(k) = min(1, sqrt(k delta / 2)) [min k eps] (THEORY.md section 6), k = T_i - t."""
+    """w(k) = min(1, sqrt(k delta / 2)) [min k eps] (docs/theory.md §6), k = T_i - t."""
     w = ln_trm_weights(50, 0.05)
     assert w[0] == 0.0
     np.testing.assert_allclose(w[:41], np.sqrt(np.arange(41) * 0.025), rtol=RTOL, atol=ATOL)
@@ -280,7 +281,7 @@ def test_decide_hand_built_cases():
         decide(stats, criteria=["seq_max_kl"])
     with pytest.raises(ValueError, match="unknown criterion"):
         decide(stats, criteria=["seq_max_k9"])
-    assert DEFAULT_THRESHOLDS["seq_mean_k3"] == 0.001  # paper default (issue 5)
+    assert DEFAULT_THRESHOLDS["seq_mean_k3"] == 0.001  # paper default
 
 
 def test_seq_max_kl_from_token_kl():
@@ -294,7 +295,7 @@ def test_seq_max_kl_from_token_kl():
 
 
 def test_sequence_mask_metrics():
-    """Mask = AND of criteria; metrics follow the report.json contract (issue 5)."""
+    """Mask = AND of criteria; metrics follow the report.json contract."""
     rng = np.random.default_rng(8)
     lp, rlp, mask = random_batch(rng, 30, 40, scale=0.2)
     mask[3] = False
@@ -536,3 +537,84 @@ def test_huge_ratio_overflows_to_inf_quietly():
         s = sequence_stats(lp, rlp, torch.ones(1, 2))
         assert s["k3_mean"][0] == math.inf and s["ser"][0] == math.inf
         assert not any(v[0] for v in decide(s).values())
+
+
+@pytest.mark.parametrize("T", [50, 40_000])
+@pytest.mark.parametrize("prefix", [True, False])
+def test_row_statistics_do_not_depend_on_the_rows_beside_them(T, prefix):
+    """A sequence's statistics are bit-identical whether it is evaluated alone, with other
+    rows, or in row blocks of any size: every per-row value reduces that row alone (no
+    matrix-vector product whose rounding depends on the block shape, and a one-row block of
+    >= 32768 cells is not split across threads)."""
+    rng = np.random.default_rng(40)
+    lp, rlp, mask = random_batch(rng, 5, T, prefix=prefix, scale=0.3)
+    lp, rlp = lp.astype(np.float32), rlp.astype(np.float32)
+    together = sequence_stats(lp, rlp, mask)
+    blocked = sequence_stats(lp, rlp, mask, block_elements=2 * T)  # blocks of 2, 2, 1 rows
+    for i in range(5):
+        alone = sequence_stats(lp[i : i + 1], rlp[i : i + 1], mask[i : i + 1])
+        for k in STAT_KEYS:
+            assert alone[k][0].item() == together[k][i].item(), (k, i)
+            assert blocked[k][i].item() == together[k][i].item(), (k, i)
+
+
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        ({"ln_delta": 0.0}, "ln_delta"),
+        ({"ln_delta": -1.0}, "ln_delta"),
+        ({"ln_delta": float("nan")}, "ln_delta"),
+        ({"ln_delta": float("inf")}, "ln_delta"),
+        ({"ln_eps": 0.0}, "ln_eps"),
+        ({"ln_eps": float("nan")}, "ln_eps"),
+    ],
+)
+def test_ln_parameters_are_validated(kw, name):
+    """ln_delta = 0 raised ZeroDivisionError and NaN a conversion error: now every bad LN-TRM
+    parameter gives a one-line ValueError naming it, printing a plain float."""
+    lp = np.full((2, 3), -1.0)
+    with pytest.raises(ValueError, match=name) as err:
+        sequence_stats(lp, lp, np.ones((2, 3), bool), **kw)
+    assert "\n" not in str(err.value) and "np.float64" not in str(err.value)
+    with pytest.raises(ValueError, match=name):
+        ln_trm_weights(4, kw.get("ln_delta", 0.05), kw.get("ln_eps"))
+
+
+def test_a_tiny_ln_delta_allocates_only_the_sequence_length():
+    """ln_delta = 1e-300 puts every token of a short sequence in the window (w < 1 for all):
+    the weights are those of the closed form, without allocating 2/delta of them."""
+    lp = np.array([[-1.0, -2.0, -0.5]])
+    rlp = np.array([[-1.1, -1.9, -0.7]])
+    s = sequence_stats(lp, rlp, np.ones((1, 3), bool), ln_delta=1e-300)
+    w = ln_trm_weights(3, 1e-300)[::-1]  # w(T - t) for t = 1..3
+    want = float(np.sum(np.abs(np.expm1(lp - rlp)) * w) / np.sum(w))
+    np.testing.assert_allclose(float(s["ln_trm"][0]), want, RTOL, ATOL)
+
+
+def test_eager_pass_agrees_with_the_torch_kernel():
+    """The in-place eager pass (one expm1 per token for k3 and |rho - 1|) equals the kernel's
+    k2 and k3 (trm_bounds.divergences_torch) summed per row, in float64."""
+    from trm_bounds.divergences_torch import k2, k3
+
+    rng = np.random.default_rng(41)
+    lp, rlp, mask = random_batch(rng, 7, 33, scale=0.4)
+    s = sequence_stats(lp, rlp, mask)
+    with np.errstate(invalid="ignore"):  # padding holds -inf - -inf; masked out below
+        diff = lp - rlp
+    r = torch.where(torch.from_numpy(mask), torch.from_numpy(diff), 0.0)
+    np.testing.assert_allclose(s["k3_sum"].numpy(), k3(r).sum(dim=1).numpy(), RTOL, ATOL)
+    np.testing.assert_allclose(s["k2_max"].numpy(), k2(r).amax(dim=1).numpy(), RTOL, ATOL)
+
+
+def test_thresholds_are_validated():
+    """Threshold overrides must be known criteria with finite values >= 0 (one-line errors);
+    parse_threshold reads the NAME=VALUE form of the command line."""
+    st = {"k2_max": torch.tensor([0.01, 0.2])}
+    for bad in ({"seq_max_k2": float("nan")}, {"seq_max_k2": -1.0}, {"nope": 0.1}):
+        with pytest.raises(ValueError) as err:
+            decide(st, bad, ["seq_max_k2"])
+        assert "\n" not in str(err.value)
+    assert parse_threshold("seq_max_k2,seq_mean_k3=0.5") == ("seq_max_k2,seq_mean_k3", 0.5)
+    for bad in ("seq_max_k2", "nope=1", "ser=x", "ser=inf", "ser=-1"):
+        with pytest.raises(ValueError):
+            parse_threshold(bad)

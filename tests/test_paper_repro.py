@@ -52,17 +52,40 @@ def _commands() -> list[str]:
 
 
 def test_numbers_match_what_the_code_computes():
-    """Regenerating the table now gives paper_repro.md byte for byte, every check passing."""
+    """Regenerating the table now gives paper_repro.md digit for digit, every check passing;
+    only rows marked † (trained transformers, which are not bit-reproducible across CPUs)
+    may move, within ``TRAINED_FACTOR`` (justified at its definition), so this passes after
+    ``python -m trm_bounds.plot --recompute`` on any machine."""
     gen = _generator()
     rows, oks = gen.all_rows()
     assert oks == dict.fromkeys(gen.CLAIMS, True)
-    assert gen.render_markdown(rows) == REPRO.read_text(), (
-        "paper_repro.md is stale: run python experiments/paper_repro_numbers.py --write"
+    stale = gen.stale_rows(REPRO.read_text(), gen.render_markdown(rows))
+    assert not stale, (
+        "paper_repro.md is stale: run python experiments/paper_repro_numbers.py --write\n"
+        + "\n".join(stale[:3])
     )
 
 
+def test_only_trained_rows_may_move_and_only_a_little():
+    """The staleness rule: the transformer row (†) accepts the movement measured between two
+    CPUs (6.25 -> 6.21, 5.33 -> 5.65) but not a factor 2 or a new violation; any other row
+    must match digit for digit."""
+    gen = _generator()
+    row = ("| 15 | bounds hold | `cmd` | 0 violations over 18 pairs; precision_bf16 6.25, "
+           "precision_fp16 5.33 † | x | new |")  # fmt: skip
+    moved = row.replace("6.25", "6.21").replace("5.33", "5.65")
+    assert gen.stale_rows(row, moved) == []
+    assert gen.stale_rows(row, row.replace("6.25", "12.5"))  # a factor 2
+    assert gen.stale_rows(row, row.replace("0 violations", "1 violations"))
+    assert gen.stale_rows(row, row.replace("6.25", "6.25 extra"))  # text, not numbers
+    plain = row.replace(" †", "")
+    assert gen.stale_rows(plain, plain.replace("6.25", "6.26"))  # unmarked rows: exact
+    assert gen.stale_rows(plain, plain + "\n| 16 |")  # a row more
+    assert any(r.trained for r in gen._transformer_rows()[0])  # the transformer row is marked
+
+
 def test_every_claim_of_the_paper_is_covered():
-    """Issue 6's list: every theorem, every table value and the 409x headline, each scaling
+    """The paper's claims: every theorem, every table value and the 409x headline, each scaling
     claim, TRM's properties, the length-bias table, and the four known corrections."""
     from trm_bounds.bounds import BOUND_NAMES
     from trm_bounds.paper import paper_table_rows
@@ -82,7 +105,7 @@ def test_every_claim_of_the_paper_is_covered():
     assert sum(1 for r in rows if r[1].startswith("Length bias (1-p)^T")) == 2  # both p
     statuses = [r[5] for r in rows]
     corrected = [s for s in statuses if s.startswith("corrected")]
-    assert any("THEORY s.2" in s for s in corrected)  # the baseline constant in L
+    assert any("§2" in s for s in corrected)  # the baseline constant in L
     assert any("constant is 2" in s for s in corrected)  # sharp constants, tight instance
     assert any("sparse divergence" in s for s in corrected)  # Mixed is O(T) only when sparse
     assert any("truncates" in s for s in statuses)  # the paper rounds table entries
@@ -124,9 +147,9 @@ def test_every_command_runs():
 def test_a_failing_check_would_exit_nonzero(claim, monkeypatch, capsys):
     """``--claim`` exits 1 when its check fails (here: the tight instance made untight)."""
     gen = _generator()
-    import trm_bounds.generators as generators
+    import trm_bounds.instances.named as named
 
-    real = generators.tight_instance
-    monkeypatch.setattr(generators, "tight_instance", lambda eps: real(eps / 2))
+    real = named.tight_instance
+    monkeypatch.setattr(named, "tight_instance", lambda eps: real(eps / 2))
     assert gen.main(["--claim", claim]) == 1
     assert "CHECK FAILED" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""``python -m trm_bounds.plot`` draws every figure F1-F8 from result files (issue 6).
+"""``trm-bounds plot`` draws every figure F1-F8 from result files.
 
 The result files are the small fixtures of ``tests/fixtures`` (see its README for where each
 comes from).  Figures are written into a temporary folder, never into ``figures/``.
@@ -17,8 +17,8 @@ from tolerances import ATOL, RTOL
 
 pytest.importorskip("matplotlib")
 
+from trm_bounds.cli import plot_main as main  # noqa: E402
 from trm_bounds.plot import FIGURES, ResultFileError, render  # noqa: E402
-from trm_bounds.plot.__main__ import main  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"  # PNG signature (PNG specification, section 5.2)
@@ -57,7 +57,7 @@ def test_cli_draws_all_eight_figures(drawn):
 
 
 def test_f8_covers_threshold_and_length(drawn):
-    """F8 shows acceptance against threshold and against length (issue 6)."""
+    """F8 shows acceptance against threshold and against length."""
     _, out = drawn
     names = {p.stem for p in (out / FIGURES["F8"].name).glob("*.png")}
     assert {"acceptance_vs_threshold", "acceptance_by_length"} <= names
@@ -108,13 +108,33 @@ def test_package_root_does_not_import_matplotlib():
     assert out.stdout.split() == ["False", "False"]
 
 
-def test_recompute_without_experiment_scripts_fails_clearly(tmp_path, monkeypatch):
-    """--recompute from an install without the repository's experiments/: a clear error."""
-    import trm_bounds.plot.__main__ as cli
+def test_importing_plot_changes_no_matplotlib_setting():
+    """Importing the figure code selects no backend and opens no pyplot (layering)."""
+    code = ("import matplotlib; b = matplotlib.rcParams._get_backend_or_none(); "
+            "import trm_bounds.plot, sys; "
+            "print(matplotlib.rcParams._get_backend_or_none() == b, 'matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "False"], out.stderr[-2000:]
 
-    monkeypatch.setattr(cli, "REPO", tmp_path)
-    with pytest.raises(SystemExit, match="needs the experiment scripts"):
-        cli.main(["--recompute", "--results", str(tmp_path / "res"), "--out", str(tmp_path)])
+
+def test_recompute_outside_a_checkout_writes_beside_the_figures(tmp_path, monkeypatch):
+    """From an installed wheel (no checkout), --recompute writes the result files into
+    OUT/results and draws from there: never into the installed package."""
+    import trm_bounds.results as results
+    import trm_bounds.studies as studies
+
+    seen = {}
+
+    def fake(results_dir, **kw):
+        seen["dir"] = Path(results_dir)
+        seen["names"] = list(kw["names"])
+        return []
+
+    monkeypatch.setattr(results, "checkout_root", lambda: None)
+    monkeypatch.setattr(studies, "recompute", fake)
+    out = tmp_path / "figs"
+    main(["--recompute", "--out", str(out), "--only", "F5", "--formats", "png", "--dpi", "30"])
+    assert seen == {"dir": out / "results", "names": ["bound_scaling"]}
 
 
 @pytest.mark.slow
@@ -133,55 +153,62 @@ def test_recompute_reruns_every_experiment_and_draws_all_figures(tmp_path):
 
 
 @pytest.mark.parametrize("full", [False, True])
-def test_recompute_command_lines(tmp_path, monkeypatch, full):
-    """--recompute runs each producer with this Python, --out into the results folder, and
-    --full (plus --device cuda where a GPU is seen and the script uses torch) only if asked."""
-    import trm_bounds.plot.__main__ as cli
+def test_recompute_runs_every_figure_study_into_the_results_folder(tmp_path, monkeypatch, full):
+    """recompute runs each figure study in this process with its ``out`` in the results folder,
+    the ``full`` preset only if asked, the seed passed on, and a device only to torch studies."""
+    from trm_bounds.studies import FIGURE_STUDIES, STUDIES, recompute
 
-    calls = []
-
-    def fake_run(argv, **kw):
-        calls.append(argv)
-        return subprocess.CompletedProcess(argv, 0)
-
-    monkeypatch.setattr(cli.subprocess, "run", fake_run)
-    monkeypatch.setattr(cli, "_cuda_available", lambda: True)
-    assert cli.recompute(tmp_path, full=full, seed=3) == []
-    assert len(calls) == len(cli.EXPERIMENTS)
-    by_name = {Path(a[1]).name if a[1] != "-m" else a[2]: a for a in calls}
-    for argv in calls:
-        assert argv[0] == sys.executable
-        assert argv[argv.index("--out") + 1].startswith(str(tmp_path))
-    evaluator = by_name["trm_bounds.evaluate"]
-    assert evaluator[evaluator.index("--out") + 1] == str(tmp_path / "demo_eval")
-    assert "--full" not in evaluator
-    for script in ("bound_scaling.py", "tabular_scaling.py", "transformer_mismatch.py"):
-        argv = by_name[script]
-        assert ("--full" in argv) is full
-        assert argv[argv.index("--seed") + 1] == "3"
-    assert ("--device" in by_name["transformer_mismatch.py"]) is full
-    assert "--device" not in by_name["tabular_scaling.py"]  # it takes no --device
+    calls = {}
+    for name in FIGURE_STUDIES:
+        mod = STUDIES[name].module()
+        monkeypatch.setattr(mod, "produce", lambda a, n=name: calls.setdefault(n, a))
+    assert recompute(tmp_path, size="full" if full else "default", seed=3, device="cpu:0") == []
+    assert list(calls) == list(FIGURE_STUDIES)
+    for name, a in calls.items():
+        assert str(a.out).startswith(str(tmp_path))
+        assert a.seed == 3
+        assert a.size == ("full" if full and STUDIES[name].module().SIZES.get("full")
+                          else "default")
+        assert (getattr(a, "device", None) == "cpu:0") is STUDIES[name].torch
+    assert calls["demo_evaluation"].out == str(tmp_path / "demo_eval")
+    assert calls["transformer_mismatch"].instances_out == str(tmp_path / "transformer_instances.json")
 
 
 @pytest.mark.parametrize(
     "only, expected",
-    [(["F8"], {"trm_bounds.evaluate"}), (["F3", "F7"], {"tabular_scaling.py",
-                                                        "transformer_mismatch.py"}),
-     (["F1", "F4"], {"bound_scaling.py"})],
+    [(["F8"], ["demo_evaluation"]), (["F3", "F7"], ["tabular_scaling", "transformer_mismatch"]),
+     (["F1", "F4"], ["bound_scaling"])],
 )
 def test_recompute_only_reruns_what_the_figures_read(tmp_path, monkeypatch, only, expected):
-    """--recompute --only FN reruns just the producers of those figures' result files."""
-    import trm_bounds.plot.__main__ as cli
+    """--recompute --only FN reruns just the studies of those figures' result files."""
+    import trm_bounds.studies as studies
 
-    calls = []
-    monkeypatch.setattr(cli.subprocess, "run",
-                        lambda argv, **kw: calls.append(argv) or subprocess.CompletedProcess(argv, 0))
-    assert cli.recompute(tmp_path, full=False, only=only) == []
-    assert {Path(a[1]).name if a[1] != "-m" else a[2] for a in calls} == expected
+    seen = []
+    monkeypatch.setattr(studies, "recompute", lambda d, **kw: seen.extend(kw["names"]) or [])
+    argv = ["--recompute", "--results", str(tmp_path), "--out", str(tmp_path / "f")]
+    main(argv + [a for k in only for a in ("--only", k)])
+    assert seen == expected
+
+
+def test_recompute_failure_is_one_line_and_others_still_run(tmp_path, monkeypatch, capsys):
+    """A failing study is reported in one line; the next ones still run."""
+    from trm_bounds.studies import STUDIES, recompute
+
+    def boom(a):
+        raise RuntimeError("no data\nsecond line")
+
+    monkeypatch.setattr(STUDIES["bound_scaling"].module(), "produce", boom)
+    ran = []
+    monkeypatch.setattr(STUDIES["tabular_scaling"].module(), "produce", lambda a: ran.append(a))
+    failed = recompute(tmp_path, names=["bound_scaling", "tabular_scaling"])
+    assert failed == [STUDIES["bound_scaling"].label] and len(ran) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "no data" in err and "second line" not in err
 
 
 def test_bound_scaling_tiny_run_writes_every_section(tmp_path):
-    """Smoke test of experiments/bound_scaling.py --tiny: every section the figures read, and
+    """Smoke test of the entry script experiments/bound_scaling.py --tiny (the study
+    trm_bounds.studies.bound_scaling): every section the figures read, and
     two identities: the routes meet at the crossover, sqrt(k delta / 2) = k eps at
     k = delta / (2 eps^2); the F6 TRM-Max rate brackets (1-p)^T within its interval."""
     import numpy as np
@@ -196,7 +223,7 @@ def test_bound_scaling_tiny_run_writes_every_section(tmp_path):
     data = json.loads(out.read_text())
     for key in ("uniform", "sparse", "paper_table", "crossover", "length_bias"):
         assert key in data, key
-    assert data["seed"] == 1 and data["args"]["tiny"] is True
+    assert data["seed"] == 1 and data["args"]["size"] == "tiny"
     delta = data["crossover"]["delta"]
     for case in data["crossover"]["cases"]:
         k = case["crossover"]

@@ -1,6 +1,6 @@
 """Tests of trm_bounds.symbolic: sympy bounds, exponents, proofs, lambdify path.
 
-Reference values come from THEORY.md (section 4 scaling column and closed forms,
+Reference values come from docs/theory.md (section 4 scaling column and closed forms,
 section 7 table) and are checked against the symbolic expressions and against the fast
 numeric engine ``trm_bounds.bounds.compute_bounds``.
 """
@@ -22,7 +22,7 @@ from trm_bounds.divergences import k3, kl
 
 R = sp.Rational
 
-# THEORY.md section 4 scaling column, the issue's list (2, 3/2 or 1) and the brief:
+# docs/theory.md §4 scaling column, the issue's list (2, 3/2 or 1) and the brief:
 # uniform divergence (dkl_seq = T delta, dtv_seq Pinsker, eps = sqrt(delta/2)) and fixed
 # dkl_seq, dtv_seq; Adaptive and Linear at the worst case Dbar_t = min(1, eps).
 EXPECTED_EXPONENT = {
@@ -86,10 +86,11 @@ def test_registry_symbols(name, sharp):
 @pytest.mark.parametrize("regime", ["uniform", "fixed"])
 @pytest.mark.parametrize("name", S.BOUND_NAMES)
 def test_leading_exponent(name, regime):
-    """Computed exponent of T equals THEORY.md section 4's scaling (table above)."""
+    """Computed exponent of T equals docs/theory.md §4's scaling (table above)."""
     p = S.leading_exponent(name, regime)
     assert isinstance(p, sp.Rational)
     assert p == EXPECTED_EXPONENT[regime][name]
+    assert p == sp.Rational(bounds.BOUNDS[name].exponents[regime])  # the registry's claim
 
 
 def test_leading_exponent_bad_arguments():
@@ -141,7 +142,7 @@ def test_capped_bounds_eventually_linear():
 
 
 def test_adaptive_crossover():
-    """u eps = sqrt(u delta / 2) at u = T - t = delta / (2 eps^2) (THEORY.md s.4)."""
+    """u eps = sqrt(u delta / 2) at u = T - t = delta / (2 eps^2) (docs/theory.md §4)."""
     u = S.adaptive_crossover()
     assert sp.simplify(u - S.delta / (2 * S.eps**2)) == 0
     assert sp.simplify(u * S.eps - sp.sqrt(u * S.delta / 2)) == 0
@@ -234,7 +235,7 @@ def test_reversal_equal_rejects_wrong_pairs():
 
 
 def test_sharp_is_half_symbolic():
-    """published - 2 * sharp simplifies to 0 for every bound (THEORY.md s.5)."""
+    """published - 2 * sharp simplifies to 0 for every bound (docs/theory.md §5)."""
     assert S.prove_sharp_is_half() == {name: True for name in S.BOUND_NAMES}
     # the classical forms as specified in the issue: T(T-1) eps^2 and T(T-1) delta / 2
     assert S.bound_expr("classical_tv", sharp=True) == S.T * (S.T - 1) * S.eps**2
@@ -269,7 +270,7 @@ def test_closed_form_values_from_theory():
 
 
 def _grid():
-    """(T, eps, delta, dkl_seq, dtv_seq) satisfying the section-3 relations.
+    """(T, eps, delta, dkl_seq, dtv_seq) satisfying the relations of docs/theory.md §3.
 
     Covers inactive caps (delta = 1e-4, T small) and every cap binding (delta = 4 gives
     a = 1; T eps > 1; dkl_seq = T delta > 2).
@@ -280,7 +281,9 @@ def _grid():
             top = min(1.0, math.sqrt(delta / 2))
             for f_eps, f_kl, f_tv in ((1.0, 1.0, 1.0), (0.3, 0.01, 0.5)):
                 dkl = f_kl * T * delta
-                out.append((T, f_eps * top, delta, dkl, f_tv * min(1.0, math.sqrt(dkl / 2))))
+                eps = f_eps * top
+                cap = 1.0 if eps >= 1.0 else -math.expm1(T * math.log1p(-eps))  # §3 relation 6
+                out.append((T, eps, delta, dkl, f_tv * min(1.0, math.sqrt(dkl / 2), cap)))
     return out
 
 
@@ -315,6 +318,11 @@ def test_numeric_matches_compute_bounds_with_dbar(T, delta, fracs, seed):
     dkl = fracs[1] * T * delta
     dtv = fracs[2] * min(1.0, math.sqrt(dkl / 2))
     dbar = np.random.default_rng(seed).uniform(0.0, eps, size=T)
+    # Dbar_t ties dtv_seq and dkl_seq (docs/theory.md §3): the plug-in rule raises the inputs
+    # to a consistent set (only raises; tested in tests/test_plugin_bounds.py)
+    used = bounds.plugin_bounds(T, eps=eps, delta=delta, dkl_seq=dkl, dtv_seq=dtv, dbar=dbar)
+    u = used["inputs"]
+    eps, delta, dkl, dtv, dbar = u["eps"], u["delta"], u["dkl_seq"], u["dtv_seq"], u["dbar"]
     for sharp in (False, True):
         ref = bounds.compute_bounds(
             T, eps=eps, delta=delta, dkl_seq=dkl, dtv_seq=dtv, dbar=dbar, sharp=sharp
@@ -376,14 +384,14 @@ def test_closed_forms_against_sums_on_grid(sharp):
 
 
 def _paper_point(column):
-    """THEORY.md s.7: T = 4096, delta = 1e-4, dkl_seq = 0.01; KL-only or KL+TV."""
+    """docs/theory.md §7: T = 4096, delta = 1e-4, dkl_seq = 0.01; KL-only or KL+TV."""
     delta, dkl = 1e-4, 0.01
     if column == "kl_only":
         return 4096, math.sqrt(delta / 2), delta, dkl, math.sqrt(dkl / 2)
     return 4096, 5e-3, delta, dkl, 0.05
 
 
-# (value, half unit of the last printed digit) from THEORY.md s.7's table.
+# (value, half unit of the last printed digit) from docs/theory.md §7's table.
 PAPER = {
     "kl_only": {
         "classical_kl": (1677, 0.5),
@@ -418,7 +426,7 @@ PAPER_UPPER = {
 
 @pytest.mark.parametrize("column", ["kl_only", "kl_tv"])
 def test_paper_table_symbolic_path(column):
-    """The lambdify path reproduces THEORY.md section 7 (paper rounding)."""
+    """The lambdify path reproduces docs/theory.md §7 (paper rounding)."""
     point = _paper_point(column)
     for name, (value, half) in PAPER[column].items():
         assert abs(S.numeric(name)(*point) - value) <= half, name

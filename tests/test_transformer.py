@@ -1,10 +1,10 @@
 """Small transformers: model properties, exact enumeration, export, bounds on neural pairs.
 
-Checks (issue 4): log-probabilities normalise; the model is causal; the KV cache agrees with
-the full pass; every enumerated pair satisfies the THEORY.md identities (error two ways,
-D_KL^seq two ways) and section-3 relations, and ``|Error| <= `` every published and sharp
+Checks: log-probabilities normalise; the model is causal; the KV cache agrees with
+the full pass; every enumerated pair satisfies the docs/theory.md identities (error two
+ways, D_KL^seq two ways) and §3 relations, and ``|Error| <= `` every published and sharp
 bound (also ``max_R |Error|``); the precision pair has a non-zero divergence; a pair exported
-as a ``trm-oracle-instances/v1`` instance gives identical exact quantities in the tabular
+as a ``trm-oracle-instances/v1`` instance gives identical exact quantities in the tree
 engine.
 """
 
@@ -18,16 +18,16 @@ from hypothesis import strategies as st
 from tolerances import ATOL, RTOL, leq
 
 from trm_bounds.bounds import BOUND_NAMES
-from trm_bounds.neural_exact import (
+from trm_bounds.engines.neural import (
     context_indices,
     enumerate_tables,
     exact_quantities,
-    instance_dict,
-    n_contexts,
     reward_table,
     sequence_tokens,
-    write_instances_json,
 )
+from trm_bounds.instances.format import instance_record, load_instances, write_instances
+from trm_bounds.instances.tree import context_index, n_contexts, sequence_index
+from trm_bounds.report import ExactReport
 from trm_bounds.transformer import (
     GPT,
     GPTConfig,
@@ -72,7 +72,7 @@ def moe(source):
 
 @pytest.fixture(scope="module")
 def pairs(dense, moe, source):
-    """One pair per mismatch source (issue 4 item 2)."""
+    """One pair per mismatch source."""
     return {
         "precision_bf16": precision_pair(dense, torch.bfloat16),
         "precision_fp16": precision_pair(dense, torch.float16),
@@ -144,7 +144,7 @@ def test_training_moves_far_from_uniform(dense, source):
     assert pi.max(-1).mean() > 0.4
     # and the grammar reward under the model beats the uniform policy's n_allowed/V = 0.5
     R = reward_table(source, N_PROMPTS, 3)
-    rep = exact_quantities(pi, pi, R, P_X, with_bounds=False)
+    rep = exact_quantities(pi, pi, R, P_X)
     assert rep["J_roll"] > 0.7
 
 
@@ -160,9 +160,8 @@ def test_reward_in_unit_interval(source):
 
 
 def test_context_and_sequence_indexing():
-    """ctx(t, y_<t) and seq(y) follow issue 3's layout (independent formula: tabular)."""
-    from trm_bounds.tabular import context_index, sequence_index
-
+    """ctx(t, y_<t) and seq(y) follow the exchange format's layout (docs/theory.md §1;
+    independent scalar formula: the tree instances)."""
     T = 4
     toks, ctx = sequence_tokens(V, T), context_indices(V, T)
     for s in (0, 1, 37, V**T - 1):
@@ -175,8 +174,6 @@ def test_context_and_sequence_indexing():
 def test_enumerated_table_matches_direct_evaluation(dense):
     """The table row of context (x, y_<t) equals the model's distribution on that prefix
     (float64 model, so batch shape does not change the rounding)."""
-    from trm_bounds.tabular import context_index
-
     T = 4
     dense = precision_pair(dense, torch.float64)[1]
     pi = enumerate_tables(dense, T)
@@ -187,12 +184,13 @@ def test_enumerated_table_matches_direct_evaluation(dense):
 
 
 def test_identities_and_relations(reports):
-    """THEORY.md s.2 error two ways (and via J), D_KL^seq chain rule = direct; s.3 relations."""
+    """docs/theory.md §2 error two ways (and via J), D_KL^seq chain rule = direct; §3
+    relations."""
     for (_name, T), (*_, q) in reports.items():
         np.testing.assert_allclose(q["error"], q["error_identity"], rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(q["error"], q["error_from_J"], rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(q["D_KL_seq"], q["D_KL_seq_direct"], rtol=RTOL, atol=ATOL)
-        assert 2 * q["eps"] ** 2 <= q["delta"] + 1e-14  # Pinsker, squared form (s.3)
+        assert 2 * q["eps"] ** 2 <= q["delta"] + 1e-14  # Pinsker, squared form (§3)
         assert leq(q["Dbar"], q["eps"])
         assert leq(q["D_KL_seq"], T * q["delta"])
         assert 2 * q["D_TV_seq"] ** 2 <= q["D_KL_seq"] + 1e-14
@@ -200,14 +198,14 @@ def test_identities_and_relations(reports):
 
 
 def test_error_within_every_bound(reports):
-    """|Error| <= every published and sharp bound (THEORY.md s.4, s.5) on every pair, and so
+    """|Error| <= every published and sharp bound (docs/theory.md §4, §5) on every pair, and so
     is the reward-free worst case max_R |Error| (the bounds hold for every R in [0, 1])."""
     for key, (*_, q) in reports.items():
         for kind in ("bounds_published", "bounds_sharp"):
             assert set(q[kind]) == set(BOUND_NAMES)
             for name, b in q[kind].items():
                 assert leq(q["error_max_over_rewards"], b), (key, kind, name)
-        for name in BOUND_NAMES:  # sharp = published / 2 (s.5)
+        for name in BOUND_NAMES:  # sharp = published / 2 (§5)
             np.testing.assert_allclose(
                 2 * q["bounds_sharp"][name], q["bounds_published"][name], rtol=RTOL, atol=ATOL
             )
@@ -221,8 +219,8 @@ def test_error_within_every_bound(reports):
     T=st.integers(2, 4),
 )
 def test_bounds_hold_on_random_neural_pairs(dense, moe, source, kind, scale, seed, T):
-    """Random perturbation scale and seed: the s.2 identity and |Error|, max_R |Error| <=
-    every published and sharp bound (THEORY.md s.4, s.5)."""
+    """Random perturbation scale and seed: the §2 identity and |Error|, max_R |Error| <=
+    every published and sharp bound (docs/theory.md §4, §5)."""
     if kind == "weight_noise":
         roll, theta = weight_noise_pair(dense, scale, seed=seed)
     else:
@@ -245,7 +243,7 @@ def test_precision_pair_has_nonzero_divergence(reports):
 
 
 def test_every_source_has_nonzero_error(reports):
-    """Every mismatch source moves at least two contexts on a path, so Error != 0 (s.2)."""
+    """Every mismatch source moves at least two contexts on a path, so Error != 0 (§2)."""
     for (name, _T), (*_, q) in reports.items():
         assert q["error_max_over_rewards"] > 0, name
 
@@ -259,18 +257,30 @@ def test_moe_routing_flips_a_few_contexts(pairs):
     assert 0 < flips < total
 
 
-def test_export_matches_tabular_engine(reports, tmp_path):
-    """Pair -> trm-oracle-instances/v1 file -> tabular.exact_report: identical quantities."""
-    from trm_bounds.tabular import exact_report, load_instances
+def test_report_is_the_common_exact_report(reports):
+    """The neural engine returns the typed report every engine returns, with its two extra
+    cross-checks (error from J, D_KL^seq over whole sequences) and no tree-only fields."""
+    q = reports["weight_noise", 3][3]
+    assert isinstance(q, ExactReport)
+    assert q.error_from_J is not None and q.D_KL_seq_direct is not None
+    assert q.baseline_b is None and "L_baseline" not in q
+    assert q.error_max_over_rewards_scope == "all_rewards" and q.D_TV_seq_method == "exact"
+    assert len(q["Dbar"]) == 3
+
+
+def test_export_matches_tree_engine(reports, tmp_path):
+    """Pair -> trm-oracle-instances/v1 file -> tree engine's exact_report: identical
+    quantities."""
+    from trm_bounds.engines.tree import exact_report
 
     keys = "J_roll J_theta L_prime error error_identity error_max_over_rewards eps delta"
     keys = (keys + " Dbar D_KL_seq D_TV_seq").split()
     insts = [
-        instance_dict(f"{name}-T{T}", pr, pt, R, P_X, expected=q, kind=name)
+        instance_record(f"{name}-T{T}", pr, pt, R, P_X, expected=q, kind=name)
         for (name, T), (pr, pt, R, q) in reports.items()
         if T == 3
     ]
-    path = write_instances_json(tmp_path / "inst.json", insts)
+    path = write_instances(tmp_path / "inst.json", insts, compact=True)
     loaded = load_instances(path)
     assert len(loaded) == len(insts)
     for inst in loaded:
@@ -304,15 +314,14 @@ def test_cuda_enumeration_matches_cpu(pairs, source):
 
 @pytest.mark.slow
 def test_experiment_smoke(tmp_path):
-    """experiments/transformer_mismatch.py --small runs and writes both files (about a minute)."""
+    """The transformer_mismatch study at --small runs and writes both files (about a minute)."""
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "experiments" / "transformer_mismatch.py"
     out, inst = tmp_path / "tm.json", tmp_path / "ti.json"
-    cmd = [sys.executable, str(script), "--small", "--out", str(out), "--instances-out", str(inst)]
+    cmd = [sys.executable, "-m", "trm_bounds.studies.transformer_mismatch", "--small"]
+    cmd += ["--out", str(out), "--instances-out", str(inst)]
     subprocess.run(cmd, check=True, capture_output=True)
     data = json.loads(out.read_text())
     assert {r["source"] for r in data["exact"]} == set(data["sources"])

@@ -1,4 +1,4 @@
-r"""The torch twin of :mod:`trm_bounds.divergences` (THEORY.md sections 3 and 6).
+r"""The torch twin of :mod:`trm_bounds.divergences` (docs/theory.md §3 and §6).
 
 Same formulas, on tensors of any dtype and device, for the trainer-side code (masking, exact
 divergences from logits) and the neural enumeration engine.  Forward KL, rollout first, nats:
@@ -18,7 +18,7 @@ __all__ = ["kl_terms_from_logprobs", "kl_from_logprobs", "tv_from_logprobs", "k1
 
 
 def kl_terms_from_logprobs(logp: Tensor, logq: Tensor) -> Tensor:
-    r"""Per-entry forward-KL terms ``p (expm1(d) - d)``, ``d = log q - log p`` (THEORY.md s. 3).
+    r"""Per-entry forward-KL terms ``p (expm1(d) - d)``, ``d = log q - log p`` (docs/theory.md §3).
 
     ``p = 0`` gives ``q`` (the limit of ``p log(p/q) + q - p``); ``q = 0 < p`` gives ``+inf``.
     Twin of :func:`trm_bounds.divergences.kl_terms_from_logprobs`.
@@ -35,25 +35,25 @@ def kl_terms_from_logprobs(logp: Tensor, logq: Tensor) -> Tensor:
 
 
 def kl_from_logprobs(logp: Tensor, logq: Tensor, dim: int = -1) -> Tensor:
-    """Forward KL(p || q) in nats from log-probabilities, summed over ``dim`` (THEORY.md s. 3)."""
+    """Forward KL(p || q) in nats from log-probabilities, summed over ``dim`` (docs/theory.md §3)."""
     return kl_terms_from_logprobs(logp, logq).sum(dim=dim)
 
 
 def tv_from_logprobs(logp: Tensor, logq: Tensor, dim: int = -1) -> Tensor:
-    """Total variation ``1/2 sum_v |q_v - p_v|`` from log-probabilities (THEORY.md s. 3)."""
+    """Total variation ``1/2 sum_v |q_v - p_v|`` from log-probabilities (docs/theory.md §3)."""
     return 0.5 * (logq.exp() - logp.exp()).abs().sum(dim=dim)
 
 
 def k1(r: Tensor) -> Tensor:
-    """Sample estimator ``k1 = -r``, ``r = log rho`` (THEORY.md section 6)."""
+    """Sample estimator ``k1 = -r``, ``r = log rho`` (docs/theory.md §6)."""
     return -r
 
 
 def k2(r: Tensor) -> Tensor:
-    """Sample estimator ``k2 = r^2 / 2`` (THEORY.md section 6)."""
+    """Sample estimator ``k2 = r^2 / 2`` (docs/theory.md §6)."""
     return 0.5 * r * r
 
 
 def k3(r: Tensor) -> Tensor:
-    """Sample estimator ``k3 = expm1(r) - r`` (unbiased for KL(roll||theta); THEORY.md s. 6)."""
+    """Sample estimator ``k3 = expm1(r) - r`` (unbiased for KL(roll||theta); docs/theory.md §6)."""
     return torch.expm1(r) - r

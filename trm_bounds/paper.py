@@ -1,20 +1,21 @@
-"""The paper's printed numbers (THEORY.md section 7) beside what the toolkit computes.
+"""The paper's printed numbers (``docs/theory.md §7``) beside what the toolkit computes.
 
 The reference values below are typed from the paper's table "error bounds" (T = 4096)
-and its length-bias table, as restated in THEORY.md section 7; they are the *expected*
+and its length-bias table, as restated in ``docs/theory.md §7``; they are the *expected*
 values, never inputs to a computation.  Everything in the "ours" columns is computed by
 :mod:`trm_bounds.bounds`.
 
 Rounding: the paper prints 3-4 significant digits.  A value printed as ``x`` with ``d``
 decimals is reproduced when ``|ours - x| <= 0.5 * 10^-d`` ("rounded"), or, for the entries
-THEORY.md lists as truncated, when ``x <= ours < x + 10^-d`` ("truncated").  An entry
+``docs/theory.md §7`` lists as truncated, when ``x <= ours < x + 10^-d`` ("truncated").  An entry
 printed as ``<= x`` is reproduced when ``ours <= x + 0.5 * 10^-d``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from trm_bounds.bounds import compute_bounds, kl_only, pm_kl_closed_form, pm_tv_closed_form
 
@@ -26,6 +27,8 @@ __all__ = [
     "LENGTH_BIAS_T",
     "LENGTH_BIAS_PAPER",
     "reproduced",
+    "length_bias_rows",
+    "paper_table",
 ]
 
 #: The horizon of the paper's table.
@@ -53,7 +56,12 @@ class PaperValue:
 
     @property
     def ok(self) -> bool:
+        """Whether the published value reproduces the printed one (the paper's constants)."""
         return reproduced(self.ours, self.paper, self.decimals, self.relation)
+
+    def value(self, *, sharp: bool = False) -> float:
+        """Our value with the published constant, or the sharp one (``docs/theory.md §5``)."""
+        return self.ours_sharp if sharp else self.ours
 
 
 def reproduced(ours: float, paper: float, decimals: int, relation: str) -> bool:
@@ -92,7 +100,7 @@ _TABLE = (
 
 
 def paper_table_rows() -> list[PaperValue]:
-    """Every number of THEORY.md section 7 with our published and sharp values.
+    """Every number of ``docs/theory.md §7`` with our published and sharp values.
 
     >>> rows = paper_table_rows()
     >>> all(r.ok for r in rows)
@@ -106,7 +114,7 @@ def paper_table_rows() -> list[PaperValue]:
         for col, key, val in zip(cols, keys, printed, strict=False):
             ours, ours_s, note, how = res[col][key], res_sharp[col][key], "", rel
             if rel == "closed form":
-                # The paper prints the PM closed form (THEORY.md s.7), not the exact sum.
+                # The paper prints the PM closed form (docs/theory.md §7), not the exact sum.
                 kw = cols[col]
                 cf = (pm_kl_closed_form(T_PAPER, delta=kw["delta"], sharp=s)
                       if key == "pm_kl" else
@@ -159,7 +167,7 @@ def paper_table_rows() -> list[PaperValue]:
     return rows
 
 
-#: Horizons and the printed values of the length-bias table ``(1-p)^T`` (THEORY.md s.7).
+#: Horizons and the printed values of the length-bias table ``(1-p)^T`` (``docs/theory.md §7``).
 LENGTH_BIAS_T = (256, 1024, 4096, 8192, 16384)
 LENGTH_BIAS_PAPER: dict[float, tuple[tuple[float, int, str], ...]] = {
     1e-3: ((0.774, 3, "rounded"), (0.358, 3, "truncated"), (0.017, 3, "rounded"),
@@ -170,9 +178,53 @@ LENGTH_BIAS_PAPER: dict[float, tuple[tuple[float, int, str], ...]] = {
 
 
 def length_bias(p: float, T: int) -> float:
-    """TRM-Max acceptance ``(1-p)^T`` under i.i.d. violations (THEORY.md s.6), as ``exp(T log1p(-p))``.
+    """TRM-Max acceptance ``(1-p)^T`` under i.i.d. violations (``docs/theory.md §6``), as
+    ``exp(T log1p(-p))``.
 
     >>> round(length_bias(1e-4, 4096), 4)
     0.6639
     """
     return math.exp(T * math.log1p(-p))
+
+
+def length_bias_rows() -> list[dict[str, Any]]:
+    """Each printed entry of the length-bias table beside ``length_bias(p, T)``.
+
+    Keys: ``p, T, paper, decimals, relation, ours, ok``.
+
+    >>> all(r["ok"] for r in length_bias_rows())
+    True
+    """
+    rows = []
+    for p, printed in LENGTH_BIAS_PAPER.items():
+        for T, (val, dec, rel) in zip(LENGTH_BIAS_T, printed, strict=True):
+            ours = length_bias(p, T)
+            rows.append({"p": p, "T": T, "paper": val, "decimals": dec, "relation": rel,
+                         "ours": ours, "ok": reproduced(ours, val, dec, rel)})
+    return rows
+
+
+def paper_table(*, sharp: bool = False) -> dict[str, Any]:
+    """Both tables of ``docs/theory.md §7`` as one JSON-able record.
+
+    ``primary`` names the constant of each row's ``value`` (``"sharp"`` if ``sharp``, else
+    ``"published"``); ``ok`` always judges the published value, the one the paper prints.
+    Keys: ``primary``, ``table`` (each :class:`PaperValue` as a dict plus ``ok`` and
+    ``value``), ``length_bias`` (:func:`length_bias_rows`), ``n_reproduced``, ``n_rows``,
+    ``all_reproduced``.
+
+    >>> rec = paper_table(sharp=True)
+    >>> rec["primary"], rec["all_reproduced"], rec["n_reproduced"] == rec["n_rows"]
+    ('sharp', True, True)
+    """
+    rows = paper_table_rows()
+    bias = length_bias_rows()
+    n_ok = sum(r.ok for r in rows)
+    return {
+        "primary": "sharp" if sharp else "published",
+        "table": [{**asdict(r), "ok": r.ok, "value": r.value(sharp=sharp)} for r in rows],
+        "length_bias": bias,
+        "n_reproduced": n_ok,
+        "n_rows": len(rows),
+        "all_reproduced": n_ok == len(rows) and all(b["ok"] for b in bias),
+    }

@@ -26,6 +26,9 @@ __all__ = [
     "to_jsonable",
     "atomic_write_text",
     "portable_path",
+    "checkout_root",
+    "SHIPPED_RESULTS",
+    "results_dir",
 ]
 
 
@@ -75,6 +78,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 _ROOT = Path(__file__).resolve().parents[1]  # the source checkout holding the package
+
+#: Copies of the result files the figures read, shipped inside a built wheel (a build step of
+#: ``setup.py`` copies them from ``experiments/results``; absent in a source checkout).
+SHIPPED_RESULTS = Path(__file__).resolve().parent / "data" / "results"
+
+
+def checkout_root() -> Path | None:
+    """The source checkout holding this package (editable install or a run from the checkout),
+    or None for an installed wheel."""
+    if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "experiments").is_dir():
+        return _ROOT
+    return None
+
+
+def results_dir() -> Path:
+    """Where result files are read from by default: the checkout's ``experiments/results``
+    inside a source checkout, else the copies shipped with the package."""
+    root = checkout_root()
+    return root / "experiments" / "results" if root is not None else SHIPPED_RESULTS
 
 
 def portable_path(value: Any) -> Any:

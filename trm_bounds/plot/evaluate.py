@@ -1,4 +1,4 @@
-"""Figures of the log-evaluation report (issue 5; figure F8), drawn from ``report.json`` only.
+"""Figures of the log-evaluation report (figure F8), drawn from ``report.json`` only.
 
 Figures (file stems):
 
@@ -6,7 +6,7 @@ Figures (file stems):
   criterion (from the right-closed score histograms, exact at the bin edges), with the
   threshold in use marked;
 - ``acceptance_by_length`` -- acceptance rate per length quantile bucket and criterion;
-- ``dbar_estimate`` -- the per-position estimate of ``Dbar_t`` (THEORY.md section 6), with the
+- ``dbar_estimate`` -- the per-position estimate of ``Dbar_t`` (docs/theory.md §6), with the
   observed ``eps`` lower estimate;
 - ``hist_k2_max`` and ``hist_ser`` -- histograms of the per-sequence max-k2 and SER scores.
 """

@@ -1,4 +1,4 @@
-"""Figures F1-F8 of trm-bounds, drawn from result files only (issue 6).
+"""Figures F1-F8 of trm-bounds, drawn from result files only.
 
 Each ``draw_fN(data)`` takes the parsed JSON of one result file and returns a matplotlib
 ``Figure``; it never computes a bound or runs an experiment (every number it shows is in
@@ -99,7 +99,7 @@ def _scaling_panel(ax, sec: dict, title: str) -> None:
 
 @styled
 def draw_f1(data: dict) -> Any:
-    """F1: every published bound of THEORY.md s.4 against T, uniform divergence (``dkl_seq = T delta``)."""
+    """F1: every published bound of docs/theory.md §4 against T, uniform divergence (``dkl_seq = T delta``)."""
     sec = _get(data, "uniform", source="bound_scaling.json")
     fig, ax = figure(width=8.6, height=4.8)
     _scaling_panel(
@@ -110,15 +110,15 @@ def draw_f1(data: dict) -> Any:
     )
     style.note(
         fig,
-        "Published constants (THEORY.md s.4); coinciding curves overlap (distinct markers). "
-        "Under uniform divergence Mixed grows like T^{3/2}, not T (correction, THEORY.md s.4).",
+        "Published constants (docs/theory.md §4); coinciding curves overlap (distinct markers). "
+        "Under uniform divergence Mixed grows like T^{3/2}, not T (correction, docs/theory.md §4).",
     )
     return fig
 
 
 @styled
 def draw_f2(data: dict) -> Any:
-    """F2: every published bound of THEORY.md s.4 against T, sparse divergence (``dkl_seq`` fixed)."""
+    """F2: every published bound of docs/theory.md §4 against T, sparse divergence (``dkl_seq`` fixed)."""
     sec = _get(data, "sparse", source="bound_scaling.json")
     fig, ax = figure(width=8.6, height=4.8)
     _scaling_panel(
@@ -130,7 +130,7 @@ def draw_f2(data: dict) -> Any:
     )
     style.note(
         fig,
-        "Published constants (THEORY.md s.4). With D_KL^seq fixed the Mixed bounds grow like T "
+        "Published constants (docs/theory.md §4). With D_KL^seq fixed the Mixed bounds grow like T "
         "(the paper's O(T) claim).",
     )
     return fig
@@ -211,7 +211,7 @@ def draw_f3(data: dict) -> Any:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, fontsize=7)
     fig.suptitle("F3  Exact surrogate error (finite-state DP engine) against the bounds")
     style.note(fig, "Exact DP values; slopes are least-squares log-log fits over the shaded "
-               "window (tabular_scaling.json). THEORY.md s.2-5.")  # fmt: skip
+               "window (tabular_scaling.json). docs/theory.md §2-§5.")  # fmt: skip
     return fig
 
 
@@ -223,7 +223,7 @@ def _params(params: dict) -> str:
 
 @styled
 def draw_f4(data: dict) -> Any:
-    """F4: the paper's table at T = 4096 (THEORY.md s.7), published and sharp (s.5) beside the paper's."""
+    """F4: the paper's table at T = 4096 (docs/theory.md §7), published and sharp (§5) beside the paper's."""
     tab = _get(data, "paper_table", source="bound_scaling.json")
     cols = _get(tab, "columns", source="bound_scaling.json: paper_table")
     rows = tab["rows"]
@@ -271,14 +271,14 @@ def draw_f4(data: dict) -> Any:
     style.note(
         fig,
         "Adaptive and Unified at the worst case Dbar_t = eps (the paper prints them as upper "
-        "bounds). Classical: TV form 2T(T-1)eps^2. Sharp constants: THEORY.md s.5.",
+        "bounds). Classical: TV form 2T(T-1)eps^2. Sharp constants: docs/theory.md §5.",
     )
     return fig
 
 
 @styled
 def draw_f5(data: dict) -> Any:
-    """F5: Adaptive weights ``min(1, (T-t) eps, sqrt((T-t) delta/2))`` (THEORY.md s.4) against ``T - t``."""
+    """F5: Adaptive weights ``min(1, (T-t) eps, sqrt((T-t) delta/2))`` (docs/theory.md §4) against ``T - t``."""
     sec = _get(data, "crossover", source="bound_scaling.json")
     k = _arr(sec["k"])
     fig, ax = figure(width=7.4, height=4.8)
@@ -331,13 +331,13 @@ def draw_f5(data: dict) -> Any:
         " (dots),\nKL route above it; the hybrid weight is the smaller of the two"
     )
     ax.legend(loc="lower right", fontsize=7)
-    style.note(fig, "Adaptive hybrid = 4 sum_t Dbar_t w(T - t) (THEORY.md s.4).")
+    style.note(fig, "Adaptive hybrid = 4 sum_t Dbar_t w(T - t) (docs/theory.md §4).")
     return fig
 
 
 @styled
 def draw_f6(data: dict) -> Any:
-    """F6: length bias ``(1-p)^T`` and simulated TRM-Max / SER / LN-TRM acceptance (THEORY.md s.6)."""
+    """F6: length bias ``(1-p)^T`` and simulated TRM-Max / SER / LN-TRM acceptance (docs/theory.md §6)."""
     sec = _get(data, "length_bias", source="bound_scaling.json")
     T = _arr(sec["T"])
     fig, axes = figure(ncols=2, width=11.0, height=4.6)
@@ -419,7 +419,7 @@ def draw_f6(data: dict) -> Any:
             transform=ax.transAxes,
         )
     fig.suptitle("F6  Length bias: TRM-Max rejects long sequences; SER and LN-TRM do not")
-    style.note(fig, "THEORY.md s.6. Shaded bands: 95% Wilson intervals.")
+    style.note(fig, "docs/theory.md §6. Shaded bands: 95% Wilson intervals.")
     return fig
 
 
@@ -474,7 +474,7 @@ def draw_f7(data: dict) -> Any:
     ax2.legend(loc="best", fontsize=7)
     fig.suptitle("F7  Small transformers: exact error against the bounds, per mismatch source")
     style.note(fig, "Exact enumeration of every sequence (float64); reward: fraction of "
-               "grammatical positions. THEORY.md s.2-5.")  # fmt: skip
+               "grammatical positions. docs/theory.md §2-§5.")  # fmt: skip
     return fig
 
 

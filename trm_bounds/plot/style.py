@@ -1,8 +1,11 @@
-"""One figure style for every plot of trm-bounds (issue 6).
+"""One figure style for every plot of trm-bounds.
 
 Every figure function uses :func:`figure` to make its canvas and :func:`save` to write it,
-so fonts, sizes, colours and markers are the same everywhere.  Each bound of THEORY.md
-section 4 has one colour, one marker and one label, used in every figure that shows it.
+so fonts, sizes, colours and markers are the same everywhere.  Each bound of
+docs/theory.md §4 has one colour, one marker and one label, used in every figure that shows
+it; they come from the bound registry (:data:`trm_bounds.bounds.BOUNDS`), never from a copy
+here.  Figures are matplotlib ``Figure`` objects drawn without pyplot: no backend is chosen
+and no window opens, and importing this module changes no matplotlib setting.
 """
 
 from __future__ import annotations
@@ -12,17 +15,16 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # figures are files; never open a window
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from trm_bounds.bounds import BOUNDS
 
 __all__ = [
     "BOUND_LABELS",
     "BOUND_COLORS",
     "BOUND_MARKERS",
+    "BOUND_LINESTYLES",
     "ERROR_STYLE",
     "RC",
     "styled",
@@ -52,55 +54,11 @@ RC: dict[str, object] = {
     "pdf.fonttype": 42,
 }
 
-#: Legend labels of the bounds (THEORY.md section 4 names).
-BOUND_LABELS: dict[str, str] = {
-    "classical_tv": "Classical (TV)",
-    "classical_kl": "Classical (KL)",
-    "coupling": "Coupling",
-    "pm_kl": "Pinsker-Marginal (KL)",
-    "pm_tv": "Pinsker-Marginal (TV)",
-    "mix_kl": "Mixed (KL)",
-    "mix_tv": "Mixed (TV)",
-    "adaptive_kl": "Adaptive (KL)",
-    "adaptive_tv": "Adaptive (TV)",
-    "adaptive_hybrid": "Adaptive (hybrid)",
-    "linear": "Linear",
-    "unified": "Unified B*",
-}
-
-# Families share a hue; KL and TV variants differ in lightness (tab20 pairs).  Red is kept
-# for the exact errors (ERROR_STYLE).
-_TAB20 = plt.get_cmap("tab20").colors
-#: One colour per bound, the same in every figure.
-BOUND_COLORS: dict[str, tuple[float, float, float]] = {
-    "classical_kl": _TAB20[14],
-    "classical_tv": _TAB20[15],
-    "coupling": _TAB20[10],
-    "pm_kl": _TAB20[0],
-    "pm_tv": _TAB20[1],
-    "mix_kl": _TAB20[4],
-    "mix_tv": _TAB20[5],
-    "adaptive_kl": _TAB20[18],
-    "adaptive_tv": _TAB20[19],
-    "adaptive_hybrid": _TAB20[8],
-    "linear": _TAB20[16],
-    "unified": (0.0, 0.0, 0.0),
-}
-#: One marker per bound.
-BOUND_MARKERS: dict[str, str] = {
-    "classical_kl": "s",
-    "classical_tv": "D",
-    "coupling": "v",
-    "pm_kl": "o",
-    "pm_tv": "^",
-    "mix_kl": "P",
-    "mix_tv": "X",
-    "adaptive_kl": "<",
-    "adaptive_tv": ">",
-    "adaptive_hybrid": "*",
-    "linear": "h",
-    "unified": "",
-}
+#: Legend label, colour and marker of each bound (views of the registry's plot fields).
+BOUND_LABELS: dict[str, str] = {name: spec.label for name, spec in BOUNDS.items()}
+BOUND_COLORS: dict[str, object] = {name: spec.color for name, spec in BOUNDS.items()}
+BOUND_MARKERS: dict[str, str] = {name: spec.marker for name, spec in BOUNDS.items()}
+BOUND_LINESTYLES: dict[str, str] = {name: spec.linestyle for name, spec in BOUNDS.items()}
 #: Line style of exact errors (what the bounds are compared with).
 ERROR_STYLE: dict[str, dict[str, object]] = {
     "error": {"color": "tab:red", "linestyle": "-", "marker": "o", "label": "exact |Error|"},
@@ -118,7 +76,7 @@ def styled(draw: Callable[..., Figure]) -> Callable[..., Figure]:
 
     @functools.wraps(draw)
     def wrapper(*args, **kwargs) -> Figure:
-        with plt.rc_context(RC):
+        with matplotlib.rc_context(RC):
             return draw(*args, **kwargs)
 
     return wrapper
@@ -127,8 +85,10 @@ def styled(draw: Callable[..., Figure]) -> Callable[..., Figure]:
 def figure(
     ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 4.4, **kw
 ) -> tuple[Figure, Axes | Sequence[Axes]]:
-    """A new figure (``plt.subplots`` with constrained layout); call inside :func:`styled`."""
-    return plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **kw)
+    """A new figure and its axes (``Figure.subplots``, constrained layout, no pyplot); call
+    inside :func:`styled`."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, **kw)
 
 
 def save(
@@ -139,19 +99,18 @@ def save(
     *,
     dpi: float | None = None,
 ) -> list[Path]:
-    """Write ``fig`` as ``out_dir/name.<fmt>`` for every format, close it, return the paths.
+    """Write ``fig`` as ``out_dir/name.<fmt>`` for every format, return the paths.
 
     ``dpi`` overrides the raster resolution (default ``RC["savefig.dpi"]``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    with plt.rc_context(RC):
+    with matplotlib.rc_context(RC):
         for fmt in formats:
             path = out_dir / f"{name}.{fmt}"
             fig.savefig(path, format=fmt, metadata=_metadata(fmt), dpi=dpi or RC["savefig.dpi"])
             paths.append(path)
-    plt.close(fig)
     return paths
 
 
@@ -170,6 +129,7 @@ def plot_bound(ax: Axes, x, y, name: str, *, label: str | None = None, **kw) -> 
     style = {
         "color": BOUND_COLORS.get(name, "grey"),
         "marker": BOUND_MARKERS.get(name, ""),
+        "linestyle": BOUND_LINESTYLES.get(name, "-"),
         "markevery": max(1, n // 12),
         "label": label if label is not None else BOUND_LABELS.get(name, name),
     }

@@ -1,0 +1,74 @@
+"""The studies (trm_bounds.studies): one registry, importable modules, tiny runs that write
+every section, and one slope fit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trm_bounds.studies import FIGURE_STUDIES, STUDIES
+from trm_bounds.studies._fit import fit_slope
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_registry_names_modules_with_the_study_interface():
+    """Every registered study is a module with Args, SIZES, run, produce and main, and its
+    entry script in experiments/ only calls it (no duplicated logic)."""
+    for name, study in STUDIES.items():
+        mod = study.module()
+        for attr in ("Args", "SIZES", "run", "produce", "main"):
+            assert hasattr(mod, attr), (name, attr)
+        script = ROOT / "experiments" / f"{name}.py"
+        assert script.is_file() and len(script.read_text().splitlines()) < 15, script
+    assert set(FIGURE_STUDIES) <= set(STUDIES)
+
+
+def test_fit_slope_is_the_one_rule():
+    """Exact power laws give their exponent; a window touching zero gives None."""
+    T = np.geomspace(2, 1e4, 20)
+    assert fit_slope(T, 3 * T**1.5, 10, 1e4) == pytest.approx(1.5, rel=1e-12)
+    y = T.copy()
+    y[-1] = 0.0
+    assert fit_slope(T, y, 10, 1e4) is None
+    assert fit_slope(T, T, 1e5, 1e6) is None  # empty window
+
+
+def test_tabular_scaling_tiny_writes_every_regime(tmp_path):
+    """``--tiny`` run of the F3 study: four regimes with the keys the figure reads."""
+    out = tmp_path / "ts.json"
+    proc = subprocess.run([sys.executable, "-m", "trm_bounds.studies.tabular_scaling", "--tiny",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["args"]["size"] == "tiny" and data["seed"] == 0
+    assert set(data["regimes"]) == {"uniform", "sparse", "uniform_mixing", "sparse_mixing"}
+    for sec in data["regimes"].values():
+        for key in ("T", "abs_error", "error_max_over_rewards", "bounds_published", "slopes"):
+            assert key in sec
+
+
+def test_tabular_verification_small_run_finds_no_violation(tmp_path):
+    """A small run of the bound check: instances of every kind, zero violations."""
+    out = tmp_path / "tv.json"
+    proc = subprocess.run([sys.executable, "experiments/tabular_verification.py", "--per-kind",
+                           "5", "--search-iters", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["violations_total"] == 0 and data["instances_checked"] >= 5
+
+
+def test_bad_flag_is_a_usage_error(capsys):
+    """A study's argument check is a one-line usage error (exit 2)."""
+    from trm_bounds.studies import tabular_scaling
+
+    with pytest.raises(SystemExit) as exc:
+        tabular_scaling.main(["--T-max", "1"])
+    assert exc.value.code == 2
+    assert "--T-max" in capsys.readouterr().err

@@ -1,0 +1,41 @@
+r"""Evaluate logged logprob dumps: streaming statistics and the report (docs/theory.md §6).
+
+:func:`evaluate` reads a dump (:mod:`trm_bounds.logs`) in chunks, computes mergeable
+statistics per chunk (:mod:`trm_bounds.evaluate.stats`) and writes ``report.json``,
+``report.md`` and ``sequences.csv`` (:mod:`trm_bounds.evaluate.report`). The command line is
+``trm-bounds evaluate`` (or ``python -m trm_bounds.evaluate``).
+
+>>> import numpy as np
+>>> from trm_bounds.logs import Batch
+>>> b = Batch(np.log([[0.5, 0.25]]), np.log([[0.5, 0.5]]), np.array([[True, True]]))
+>>> s, cols = chunk_stats(b)
+>>> s.n_tokens, round(s.k2_max, 6)  # r = (0, -log 2), so k2_max = (log 2)^2 / 2
+(2, 0.240227)
+>>> s.dbar_estimate.tolist()  # |rho_t - 1| / 2 = (0, 1/4)
+[0.0, 0.25]
+"""
+
+from trm_bounds.evaluate.report import SCHEMA, build_report, report_markdown
+from trm_bounds.evaluate.run import (
+    FigureDrawer,
+    OutputDirError,
+    check_options,
+    demo_dump_path,
+    evaluate,
+)
+from trm_bounds.evaluate.stats import HIST_EDGES, SCORES, Stats, chunk_stats
+
+__all__ = [
+    "SCHEMA",
+    "SCORES",
+    "HIST_EDGES",
+    "Stats",
+    "chunk_stats",
+    "evaluate",
+    "check_options",
+    "OutputDirError",
+    "FigureDrawer",
+    "build_report",
+    "report_markdown",
+    "demo_dump_path",
+]

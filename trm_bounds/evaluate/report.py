@@ -1,0 +1,346 @@
+"""The evaluation report: ``report.json`` (schema ``trm-bounds-report/v1``), ``report.md``
+and the streamed per-sequence ``sequences.csv`` (docs/theory.md §6).
+
+The observed divergences are lower estimates (maxima over the logged tokens only); the bounds
+are the plug-in bounds of :func:`trm_bounds.bounds.plugin_bounds` at those estimates,
+conditional on them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trm_bounds.evaluate.stats import HIST_EDGES, Stats
+from trm_bounds.logs import Batch
+from trm_bounds.masking.criteria import (
+    DEFAULT_THRESHOLDS,
+    STAT_OF_CRITERION,
+    check_threshold,
+    criterion_parts,
+)
+from trm_bounds.results import git_hash
+
+__all__ = ["SCHEMA", "build_report", "report_markdown"]
+
+SCHEMA = "trm-bounds-report/v1"
+
+
+def _thresholds(overrides: Mapping[str, float] | None) -> dict[str, float]:
+    """:data:`~trm_bounds.masking.DEFAULT_THRESHOLDS` with the (validated) overrides."""
+    th = dict(DEFAULT_THRESHOLDS)
+    for k, v in (overrides or {}).items():
+        for p in criterion_parts(k):
+            th[p] = check_threshold(k, v)
+    return th
+
+
+def _curve(hist: np.ndarray, n: int) -> dict[str, list[float]]:
+    """Acceptance ``P(score <= edge)`` at each histogram edge (exact: right-closed bins)."""
+    acc = np.cumsum(hist)[: HIST_EDGES.shape[0]] / max(n, 1)
+    return {"thresholds": HIST_EDGES.tolist(), "acceptance": acc.tolist()}
+
+
+def _length_buckets(s: Stats, n_buckets: int) -> list[dict[str, Any]]:
+    """Acceptance per criterion in length quantile buckets (from per-length counts)."""
+    lengths = np.arange(s.len_count.shape[0])
+    cdf = np.cumsum(s.len_count)
+    n = int(cdf[-1])
+    # bucket upper edges: the length at quantile k / n_buckets (inverted empirical CDF)
+    qs = [
+        int(lengths[np.searchsorted(cdf, math.ceil(k * n / n_buckets))])
+        for k in range(1, n_buckets)
+    ]
+    uppers = sorted(set(qs + [int(lengths[-1])]))
+    out, lo = [], int(lengths[s.len_count > 0][0])
+    for hi in uppers:
+        sel = slice(lo, hi + 1)
+        cnt = int(s.len_count[sel].sum())
+        if cnt:
+            out.append(
+                {
+                    "min_length": lo,
+                    "max_length": hi,
+                    "n_sequences": cnt,
+                    "acceptance_rate": {
+                        c: float(a[sel].sum() / cnt) for c, a in s.len_accepted.items()
+                    },
+                }
+            )
+        lo = hi + 1
+    return out
+
+
+def _observed_and_bounds(s: Stats, dbar: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Observed (lower) estimates of delta and eps, and the bounds conditional on them."""
+    T = int(dbar.shape[0])
+    dkl_seq = s.sum("k3_sum") / s.n_sequences
+    if s.kl_max is not None and s.topk_max is None:
+        source = "exact token KL/TV from full distributions"
+        delta, eps = s.kl_max, min(1.0, s.tv_max)
+    elif s.topk_max is not None:
+        source = "guaranteed lower bounds on token KL/TV from top-k (tail mass)"
+        delta, eps = s.topk_max["kl_lower"], min(1.0, s.topk_max["tv_lower"])
+    else:
+        source = "maximum sampled-token k2 = r^2/2 (no distributions given)"
+        delta = s.k2_max
+        eps = min(1.0, math.sqrt(delta / 2.0)) if math.isfinite(delta) else 1.0
+    observed = {
+        "label": (
+            "lower estimates: maxima over the logged tokens only; the true delta and eps are "
+            "maxima over every reachable context and are not estimable from samples "
+            "(docs/theory.md §6)"
+        ),
+        "source": source,
+        "delta_lower_estimate": delta,
+        "eps_lower_estimate": eps,
+        "max_token_k2": s.k2_max,
+        "max_token_kl": s.kl_max,
+        "max_token_tv": s.tv_max,
+        "topk_max": s.topk_max,
+        "dkl_seq_estimate": dkl_seq,
+        "dkl_seq_label": "mean over sequences of sum_t k3 (unbiased for D_KL^seq)",
+        "dbar_label": (
+            "dbar_estimate averages over the sequences that reach t; with docs/theory.md "
+            "§1's absorbing end token, ended sequences carry zero divergence and the "
+            "unbiased estimate of Dbar_t is dbar_estimate_absorbing (sum over all sequences "
+            "/ N), which is never larger; the bounds use the larger, conservative one"
+        ),
+        "dbar_estimate_absorbing": ((s.pos_sum[0] + s.pos_sum[1]) / s.n_sequences).tolist(),
+    }
+    bounds: dict[str, Any] = {
+        "label": (
+            "conditional: valid only if the true delta, eps, D_KL^seq, D_TV^seq and Dbar_t "
+            "equal the values used here; the observed maxima are lower estimates, so these "
+            "bounds are optimistic"
+        ),
+    }
+    if not (math.isfinite(delta) and math.isfinite(dkl_seq)):
+        bounds.update(computed=False, reason="observed delta or D_KL^seq is infinite")
+        return observed, bounds
+    # D_TV^seq is not observed: its Pinsker value from the D_KL^seq estimate
+    dkl = max(dkl_seq, 0.0)
+    dtv_seq = min(1.0, math.sqrt(dkl / 2.0))
+    try:
+        from trm_bounds.bounds import plugin_bounds
+
+        # the one rule for estimates that violate docs/theory.md §3: raise inputs only
+        pub = plugin_bounds(T, eps=eps, delta=delta, dkl_seq=dkl, dtv_seq=dtv_seq, dbar=dbar)
+        sharp = plugin_bounds(
+            T, eps=eps, delta=delta, dkl_seq=dkl, dtv_seq=dtv_seq, dbar=dbar, sharp=True
+        )
+    except (ImportError, ValueError) as err:
+        used = {"T": T, "delta": delta, "eps": eps, "dkl_seq": dkl, "dtv_seq": dtv_seq}
+        bounds.update(computed=False, reason=str(err), inputs=used, adjustments=[])
+        return observed, bounds
+    inp = pub["inputs"]
+    used = {k: inp[k] for k in ("T", "delta", "eps", "dkl_seq", "dtv_seq")}
+    bounds.update(
+        computed=True,
+        inputs=used,
+        adjustments=[_adjustment_text(a) for a in inp["adjusted"]],
+        dbar_used=inp["dbar"],
+        published=dict(pub["bounds"]),
+        sharp=dict(sharp["bounds"]),
+    )
+    return observed, bounds
+
+
+#: Report notation of the inputs of :func:`trm_bounds.bounds.plugin_bounds`.
+_NOTATION = (("dkl_seq", "D_KL^seq"), ("dtv_seq", "D_TV^seq"), ("dbar", "Dbar_t"))
+
+
+def _adjustment_text(a: Mapping[str, Any]) -> str:
+    """One line per raised input: ``NAME raised from X to Y (relations)``."""
+    text = (
+        f"{a['input']} raised from {a['from']:.6g} to {a['to']:.6g} ({'; '.join(a['relations'])})"
+    )
+    for name, label in _NOTATION:
+        text = text.replace(name, label)
+    return text
+
+
+def build_report(
+    s: Stats,
+    *,
+    thresholds: Mapping[str, float] | None = None,
+    n_buckets: int = 4,
+    ln_delta: float = 0.05,
+    ln_eps: float | None = None,
+    inputs: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The ``trm-bounds-report/v1`` dictionary from merged :class:`Stats` .
+
+    Contract keys: ``schema, n_sequences, n_tokens, metrics, criteria, length_buckets,
+    dbar_estimate, observed, bounds``. Extra keys used by the figures: ``acceptance_curves``
+    and ``histograms`` (right-closed bins on :data:`HIST_EDGES`), plus ``options``/``inputs``.
+    """
+    if s.n_sequences == 0:
+        raise ValueError("no sequences")
+    th = _thresholds(thresholds)
+    acc = s.accepted
+    criteria = {}
+    for c in s.criteria:
+        parts = c.split(",")
+        criteria[c] = {
+            "threshold": th[parts[0]] if len(parts) == 1 else {p: th[p] for p in parts},
+            "accepted": acc[c],
+            "acceptance_rate": acc[c] / s.n_sequences,
+        }
+    dbar = s.dbar_estimate
+    observed, bounds = _observed_and_bounds(s, dbar)
+    curves = {}
+    for c in s.criteria:
+        if "," not in c and STAT_OF_CRITERION[c] in s.hists:
+            curves[c] = _curve(s.hists[STAT_OF_CRITERION[c]], s.n_sequences)
+    return {
+        "schema": SCHEMA,
+        "n_sequences": s.n_sequences,
+        "n_tokens": s.n_tokens,
+        "metrics": {
+            "log_ppl_abs_diff": s.sum("abs_log_ppl_diff") / s.n_sequences,
+            "k3_mean": s.sum("k3_sum") / max(s.n_tokens, 1),
+            "k2_max": s.k2_max,
+            "ser_mean": s.sum("ser") / s.n_sequences,
+        },
+        "criteria": criteria,
+        "length_buckets": _length_buckets(s, n_buckets),
+        "dbar_estimate": dbar.tolist(),
+        "observed": observed,
+        "bounds": bounds,
+        "acceptance_curves": curves,
+        "histograms": {
+            k: {"edges": HIST_EDGES.tolist(), "counts": h.tolist()} for k, h in s.hists.items()
+        },
+        "options": {"ln_delta": ln_delta, "ln_eps": ln_eps, "n_buckets": n_buckets},
+        "inputs": [str(p) for p in inputs],
+        "git_hash": git_hash(),
+    }
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in x.items())
+    return str(x)
+
+
+def report_markdown(report: dict[str, Any], figures: Iterable[Path] = ()) -> str:
+    """A readable ``report.md`` (tables plus the figures embedded by relative path)."""
+    r = report
+    lines = [
+        "# trm-bounds log evaluation",
+        "",
+        f"Inputs: {', '.join(r['inputs']) or '-'}  ",
+        f"Sequences: {r['n_sequences']}, valid response tokens: {r['n_tokens']}",
+        "",
+        "## Metrics",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in r["metrics"].items()]
+    lines += [
+        "",
+        "## Criteria (accepted = kept by the mask)",
+        "",
+        "| criterion | threshold | accepted | rate |",
+        "|---|---|---|---|",
+    ]
+    for c, d in r["criteria"].items():
+        lines.append(
+            f"| `{c}` | {_fmt(d['threshold'])} | {d['accepted']} | {d['acceptance_rate']:.4f} |"
+        )
+    lines += ["", "## Acceptance by length bucket", ""]
+    crit = list(r["criteria"])
+    lines.append("| lengths | n | " + " | ".join(f"`{c}`" for c in crit) + " |")
+    lines.append("|---|---|" + "---|" * len(crit))
+    for b in r["length_buckets"]:
+        rates = " | ".join(f"{b['acceptance_rate'][c]:.3f}" for c in crit)
+        lines.append(f"| {b['min_length']}-{b['max_length']} | {b['n_sequences']} | {rates} |")
+    o = r["observed"]
+    lines += [
+        "",
+        "## Observed divergences",
+        "",
+        f"*{o['label']}.* Source: {o['source']}.",
+        "",
+        f"- delta (lower estimate): {_fmt(o['delta_lower_estimate'])}",
+        f"- eps (lower estimate): {_fmt(o['eps_lower_estimate'])}",
+        f"- D_KL^seq estimate: {_fmt(o['dkl_seq_estimate'])}",
+        "",
+        "## Bounds",
+        "",
+        f"*{r['bounds']['label']}.*",
+        "",
+    ]
+    b = r["bounds"]
+    if b.get("computed"):
+        lines += [f"Inputs used: {_fmt(b['inputs'])}", ""]
+        lines += [f"- adjustment: {a}" for a in b["adjustments"]]
+        lines += ["", "| bound | published | sharp |", "|---|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} | {_fmt(b['sharp'][k])} |" for k, v in b["published"].items()]
+    else:
+        lines.append(f"Not computed: {b.get('reason')}")
+    figs = list(figures)
+    if figs:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in figs if p.suffix == ".png"]
+    return "\n".join(lines) + "\n"
+
+
+_CSV_FIRST = ("length", "k2_max", "k3_mean", "ser", "ln_trm", "log_ppl_diff")
+
+
+class _CsvSink:
+    """Streams per-sequence rows into a temporary file beside the final ``sequences.csv``."""
+
+    def __init__(self, out_dir: Path):
+        fd, self.tmp = tempfile.mkstemp(dir=out_dir, prefix=".sequences.csv.", suffix=".tmp")
+        self.fh = os.fdopen(fd, "w", newline="")
+        self.writer = csv.writer(self.fh)
+        self.header: list[str] | None = None
+        self.n = 0
+
+    def write(self, batch: Batch, cols: dict[str, np.ndarray]) -> None:
+        keys = [k for k in _CSV_FIRST] + [k for k in ("kl_max",) if k in cols]
+        keys += [k for k in cols if k.startswith("accept:")]
+        extra = {}
+        if batch.reward is not None:
+            extra["reward"] = batch.reward.tolist()
+        if batch.prompt_id is not None:
+            extra["prompt_id"] = [str(p) for p in batch.prompt_id.tolist()]
+        header = ["sequence", "source", "record"] + keys + list(extra)
+        if self.header is None:
+            self.header = header
+            self.writer.writerow(header)
+        B = len(batch)
+        columns = [
+            list(range(self.n, self.n + B)),
+            [batch.source] * B,
+            list(range(batch.first_record, batch.first_record + B)),
+        ]
+        for k in keys:
+            v = cols[k]
+            columns.append(v.astype(int).tolist() if v.dtype == bool else v.tolist())
+        columns += list(extra.values())
+        if len(header) != len(self.header):  # shards with different optional fields
+            columns = columns[: len(self.header)]
+        self.writer.writerows(zip(*columns, strict=False))
+        self.n += B
+
+    def commit(self, path: Path) -> None:
+        self.fh.close()
+        os.replace(self.tmp, path)
+
+    def discard(self) -> None:
+        self.fh.close()
+        Path(self.tmp).unlink(missing_ok=True)
