@@ -431,6 +431,23 @@ def test_negative_delta_one_line():
     assert str(info.value) == "delta must be >= 0, got -0.0001"
 
 
+@pytest.mark.parametrize(("delta", "dkl_seq", "message"), [
+    (-1.0, 0.01, "delta must be >= 0, got -1.0"),
+    (np.float64(-1e-4), 0.01, "delta must be >= 0, got -0.0001"),
+    (math.nan, 0.01, "delta must be finite, got nan"),
+    (math.inf, 0.01, "delta must be finite, got inf"),
+    (1e-4, -0.5, "dkl_seq must be >= 0, got -0.5"),
+    (1e-4, np.array([0.01, -0.5]), "dkl_seq must be >= 0, got -0.5 at position 1"),
+])  # fmt: skip
+def test_kl_only_refuses_invalid_divergences(delta, dkl_seq, message):
+    """kl_only(delta=-1) raised a bare 'math domain error' (and a negative dkl_seq gave NaN):
+    a KL divergence is finite and >= 0, and the one-line message names the argument and the
+    value as a plain float."""
+    with pytest.raises(ValueError) as info:
+        kl_only(delta, dkl_seq)
+    assert str(info.value) == message
+
+
 def test_numpy_scalars_print_plainly():
     """Error messages print plain floats even for numpy inputs."""
     with pytest.raises(ValueError) as info:

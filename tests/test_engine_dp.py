@@ -19,7 +19,7 @@ from tolerances import ATOL, RTOL, leq
 
 from trm_bounds.bounds import BOUND_NAMES
 from trm_bounds.divergences import PINSKER_SLACK, kl
-from trm_bounds.engines import dp
+from trm_bounds.engines import _dp_step, dp
 from trm_bounds.engines import tree as tabular
 from trm_bounds.instances import named
 from trm_bounds.instances.finite import FiniteStateInstance, to_tree_instance
@@ -274,8 +274,8 @@ def test_csc_kernel_equals_numpy_fallback_and_dense_product():
     data, x, y0 = rng.random(indptr[-1]), rng.random(n_col), rng.random(n_row)
     dense = sp.csc_matrix((data, indices, indptr), shape=(n_row, n_col)).toarray()
     y_kernel, y_numpy = y0.copy(), y0.copy()
-    dp._csc_matvec(n_row, n_col, indptr, indices, data, x, y_kernel)
-    dp._csc_matvec_numpy(n_row, n_col, indptr, indices, data, x, y_numpy)
+    _dp_step.csc_matvec(n_row, n_col, indptr, indices, data, x, y_kernel)
+    _dp_step.csc_matvec_numpy(n_row, n_col, indptr, indices, data, x, y_numpy)
     assert_close(y_kernel, y0 + dense @ x, "kernel")
     assert_close(y_numpy, y0 + dense @ x, "numpy fallback")
 
@@ -292,19 +292,19 @@ def _dense(f: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_fused_step_is_the_five_recursions(seed):
-    """One kernel call with _FusedStep values advances d^roll, m, d^theta, b by one position
+    """One kernel call with FusedStep values advances d^roll, m, d^theta, b by one position
     and V^roll back by one (dp_exact docstring), checked against dense matrices; the machine
     has repeated next states, so duplicate entries must be summed."""
     rng = np.random.default_rng(seed)
     S, V = 5, 4
     f = rng.integers(0, 3, size=(S, V))  # next states collide within rows
     P, Q, Pb = (rng.dirichlet(np.ones(V), size=(1, S)) for _ in range(3))  # (1, S, V)
-    step = dp._FusedStep(f)
+    step = _dp_step.FusedStep(f)
     data = np.empty((1, 6 * S * V))
     step.fill(data, P, Q, Q - P, Pb)
     x = rng.random(5 * S)
     y = np.zeros(5 * S)
-    dp._csc_matvec(step.n, step.n, step.indptr, step.indices, data[0], x, y)
+    _dp_step.csc_matvec(step.n, step.n, step.indptr, step.indices, data[0], x, y)
     d_r, m, d_t, b, val = x.reshape(5, S)
     A_r, A_t, A_b = _dense(f, P[0]), _dense(f, Q[0]), _dense(f, np.sqrt(P[0] * Q[0]))
     expected = [d_r @ A_r, m @ A_r + d_r @ (A_t - A_r), d_t @ A_t, b @ A_b, _dense(f, Pb[0]) @ val]

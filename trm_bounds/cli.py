@@ -54,117 +54,12 @@ def _positive(flag: str, value: float | None, *, allow_none: bool = True) -> str
     return None
 
 
-def _out_dir_error(flag: str, path: Path) -> str | None:
-    """Why ``path`` cannot be (or become) a folder to write into, or None; creates nothing."""
-    if path.exists():
-        if not path.is_dir():
-            return f"{flag} {path}: exists and is not a directory"
-        probe = path
-    else:
-        probe = path.absolute().parent
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        if not probe.is_dir():
-            return f"{flag} {path}: {probe} is a file, not a directory"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"{flag} {path}: {probe} is not writable"
-    return None
-
-
 # ----------------------------------------------------------------------------- bounds
-
-SYMBOLS = """\
-symbols (docs/theory.md §1-§4; KL is forward, KL(pi_roll || pi_theta), in nats):
-  T         horizon: the response length (maximum length with an absorbing end token)
-  eps       D_TV^{tok,max}: the largest per-context total variation
-            TV(c) = 1/2 sum_v |pi_theta(v|c) - pi_roll(v|c)| over reachable contexts
-  delta     D_KL^{tok,max}: the largest per-context KL(pi_roll(.|c) || pi_theta(.|c))
-  dkl-seq   D_KL^seq = sum_t E_{c_t ~ d_t^roll} KL(c_t): the sequence-level KL
-  dtv-seq   D_TV^seq = E_x TV(P^roll(.|x), P^theta(.|x)): the sequence-level TV
-  Dbar_t    E_{c_t ~ d_t^roll} TV(c_t); the Adaptive and Linear bounds use the worst
-            case Dbar_t = min(1, eps) here
-  published the paper's constants (leading 4; classical 2T(T-1)eps^2 and T(T-1)delta)
-  sharp     docs/theory.md §5 (leading 2; classical T(T-1)eps^2 and T(T-1)delta/2)
-KL-only setting: omit --eps and --dtv-seq to use eps = min(1, sqrt(delta/2)) and
-dtv-seq = min(1, sqrt(dkl-seq/2)) (Pinsker), as the paper's first column does.
-"""
-
-
-def _fmt(x: float) -> str:
-    if x == 0 or 1e-3 <= abs(x) < 1e6:
-        return f"{x:.4f}" if abs(x) < 1e3 else f"{x:.1f}"
-    return f"{x:.4e}"
-
-
-def _bounds_table(pub: dict[str, float], sharp: dict[str, float], sharp_first: bool) -> str:
-    from trm_bounds.bounds import BOUND_NAMES, BOUNDS
-
-    cols = ("sharp", "published") if sharp_first else ("published", "sharp")
-    vals = {"published": pub, "sharp": sharp}
-    head = f"{'bound':<22} {'route':<20} {'scaling':<22} {cols[0]:>13} {cols[1]:>13}"
-    lines = [head, "-" * len(head)]
-    for name in BOUND_NAMES:
-        s = BOUNDS[name]
-        lines.append(
-            f"{s.label:<22} {s.route:<20} {s.scaling:<22} "
-            f"{_fmt(vals[cols[0]][name]):>13} {_fmt(vals[cols[1]][name]):>13}"
-        )
-    return "\n".join(lines)
-
-
-def _paper_table(*, sharp_first: bool) -> tuple[str, dict, bool]:
-    """The paper's table and length-bias table beside ours: (text, JSON record, all ok)."""
-    from dataclasses import asdict
-
-    from trm_bounds.paper import (
-        LENGTH_BIAS_PAPER,
-        LENGTH_BIAS_T,
-        length_bias,
-        paper_table_rows,
-        reproduced,
-    )
-
-    rows = paper_table_rows()
-    first, second = ("sharp", "pub.") if sharp_first else ("pub.", "sharp")
-    head = (f"{'row':<40} {'column':<24} {'paper':>10} {'ours (' + first + ')':>13} "
-            f"{'ours (' + second + ')':>13}  status")
-    out = ["Paper's table 'error bounds', T = 4096 (docs/theory.md §7)", head, "-" * len(head)]
-    for r in rows:
-        printed = f"{'<= ' if r.relation == 'upper' else ''}{r.paper:g}"
-        status = ("reproduced" if r.ok else "DIFFERS") + (
-            f" ({r.relation})" if r.relation != "rounded" else "")
-        if r.note:
-            status += f"; {r.note}"
-        a, b = (r.ours_sharp, r.ours) if sharp_first else (r.ours, r.ours_sharp)
-        out.append(f"{r.row:<40} {r.column:<24} {printed:>10} {_fmt(a):>13} {_fmt(b):>13}  "
-                   f"{status}")
-    out += ["", "Length bias (1-p)^T (docs/theory.md §6, §7)",
-            f"{'p':<8}" + "".join(f"{'T=' + str(T):>25}" for T in LENGTH_BIAS_T)]
-    bias = []
-    for p, printed_row in LENGTH_BIAS_PAPER.items():
-        cells = []
-        for T, (val, dec, rel) in zip(LENGTH_BIAS_T, printed_row, strict=True):
-            ours = length_bias(p, T)
-            ok = reproduced(ours, val, dec, rel)
-            bias.append({"p": p, "T": T, "paper": val, "decimals": dec, "relation": rel,
-                         "ours": ours, "ok": ok})
-            paper = f"<{val:g}" if rel == "below" else f"{val:g}"
-            cells.append(f"{paper:>8} vs {ours:<9.4g}{'ok' if ok else 'DIFFERS':>3}")
-        out.append(f"{p:<8g}" + "".join(f"{c:>25}" for c in cells))
-    n_ok = sum(r.ok for r in rows)
-    all_ok = n_ok == len(rows) and all(b["ok"] for b in bias)
-    out += ["", f"{n_ok}/{len(rows)} table entries reproduced under the paper's rounding."]
-    record = {
-        "primary": "sharp" if sharp_first else "published",
-        "table": [{**asdict(r), "ok": r.ok} for r in rows],
-        "length_bias": bias,
-        "all_reproduced": all_ok,
-    }
-    return "\n".join(out), record, all_ok
 
 
 def _bounds(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from trm_bounds.bounds import BOUND_NAMES, BOUNDS, compute_bounds, kl_only
+    from trm_bounds.bounds import compute_bounds, format_bounds_table, kl_only
+    from trm_bounds.paper import format_paper_table, paper_table
     from trm_bounds.results import to_jsonable
 
     if args.paper_table:
@@ -173,18 +68,14 @@ def _bounds(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if given:
             parser.error(f"--paper-table takes no --{given[0].replace('_', '-')} (the table "
                          "has its own inputs)")
-        text, record, all_ok = _paper_table(sharp_first=args.sharp)
-        print(json.dumps(to_jsonable(record), indent=1) if args.json else text)
-        return 0 if all_ok else 1
+        record = paper_table(sharp=args.sharp)
+        print(json.dumps(to_jsonable(record), indent=1) if args.json else format_paper_table(record))
+        return 0 if record["all_reproduced"] else 1
     missing = [f for f in ("T", "delta", "dkl_seq") if getattr(args, f) is None]
     if missing:
         parser.error("needs " + ", ".join("--" + m.replace("_", "-") for m in missing)
                      + " (or --paper-table)")
-    for flag in ("eps", "delta", "dkl_seq", "dtv_seq"):
-        v = getattr(args, flag)
-        if v is not None and not (math.isfinite(v) and v >= 0):
-            parser.error(f"--{flag.replace('_', '-')}: must be a finite number >= 0, got {v}")
-    try:
+    try:  # kl_only checks delta and dkl_seq, compute_bounds every input and relation
         eps_k, dtv_k = kl_only(args.delta, args.dkl_seq)
         eps = eps_k if args.eps is None else args.eps
         dtv = dtv_k if args.dtv_seq is None else args.dtv_seq
@@ -200,18 +91,19 @@ def _bounds(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 0
     print(f"T = {args.T}, eps = {float(eps):g}, delta = {float(args.delta):g}, "
           f"D_KL^seq = {float(args.dkl_seq):g}, D_TV^seq = {float(dtv):g} (Dbar_t = min(1, eps))")
-    print(_bounds_table(pub, sharp, args.sharp))
-    best = "sharp" if args.sharp else "published"
-    vals = sharp if args.sharp else pub
-    tight = min((n for n in BOUND_NAMES if n != "unified"), key=lambda n: vals[n])
-    print(f"tightest ({best}): {BOUNDS[tight].label} = {_fmt(vals[tight])}")
+    print(format_bounds_table(pub, sharp, sharp_first=args.sharp))
     return 0
 
 
 def _add_bounds(sub) -> None:
+    from trm_bounds.bounds.table import SYMBOLS
+
+    kl_only = ("KL-only setting: omit --eps and --dtv-seq to use eps = min(1, sqrt(delta/2)) and\n"
+               "dtv-seq = min(1, sqrt(dkl-seq/2)) (Pinsker), as the paper's first column does.\n")
     b = sub.add_parser("bounds", help="every bound, published and sharp",
                        description="Every bound of docs/theory.md §4, published and sharp.",
-                       epilog=SYMBOLS, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=SYMBOLS + kl_only,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("--T", type=int, help="horizon T (positive integer)")
     b.add_argument("--eps", type=float, help="eps = D_TV^{tok,max} (default: KL-only)")
     b.add_argument("--delta", type=float, help="delta = D_KL^{tok,max}, nats")
@@ -230,31 +122,28 @@ def _add_bounds(sub) -> None:
 
 
 def _exact(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from trm_bounds.engines.tree import exact_report
+    from trm_bounds.engines.tree import check_instance
     from trm_bounds.instances.format import SCHEMA, load_instances
-    from trm_bounds.report import compare_reports, format_report
+    from trm_bounds.report import format_report
     from trm_bounds.results import atomic_write_text, to_jsonable
 
     if args.out is not None and Path(args.out).is_dir():
         parser.error(f"--json {args.out}: is a directory")
     try:
         instances = load_instances(args.instances)
-        reports = []
+        checked = []  # (report, mismatches against the expected values, or None)
         for i, inst in enumerate(instances):
-            expected = inst.meta.get("expected") or {}
-            b = args.baseline if args.baseline is not None else expected.get("baseline_b")
-            try:
-                reports.append(exact_report(inst) if b is None
-                               else exact_report(inst, baseline=float(b)))
+            try:  # at --baseline, else at the baseline of the file's expected values
+                checked.append(check_instance(inst, baseline=args.baseline))
             except ValueError as exc:
                 raise ValueError(f"{args.instances}: instance {i} (id {inst.id!r}): {exc}") from None
     except (ValueError, OSError) as exc:
         raise CliError(str(exc), status=2) from None
+    reports = [rep for rep, _ in checked]
     n_bad = 0
-    for inst, rep in zip(instances, reports, strict=True):
+    for inst, (rep, bad) in zip(instances, checked, strict=True):
         print(format_report(rep, name=inst.id))
-        if "expected" in inst.meta:
-            bad = compare_reports(inst.meta["expected"], rep)
+        if bad is not None:
             n_bad += bool(bad)
             status = "MISMATCH: " + "; ".join(bad[:5]) if bad else "matches expected"
             print(f"  expected values: {status}")
@@ -289,13 +178,6 @@ def _add_exact(sub) -> None:
 # ----------------------------------------------------------------------------- evaluate
 
 
-def _dump_schema() -> str:
-    """The dump schema (required and aliased fields per framework), from the alias table."""
-    from trm_bounds.logs import dump_schema
-
-    return dump_schema()
-
-
 def _parse_threshold(text: str) -> tuple[str, float]:
     from trm_bounds.masking import DEFAULT_THRESHOLDS
 
@@ -315,19 +197,11 @@ def _parse_threshold(text: str) -> tuple[str, float]:
     return name, v
 
 
-def _figure_drawer(no_figures: bool):
-    """The evaluator's figure callback (matplotlib is imported only when figures are drawn)."""
-    if no_figures:
-        return None
-    from trm_bounds.plot.evaluate import draw_report_figures
-
-    return draw_report_figures
-
-
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from trm_bounds.evaluate import demo_dump_path, evaluate
     from trm_bounds.logs import FORMATS, LogFormatError
     from trm_bounds.masking import DEFAULT_THRESHOLDS
+    from trm_bounds.results import out_dir_error
 
     if args.fmt not in FORMATS:
         parser.error(f"--format: {args.fmt!r} is not one of {', '.join(FORMATS)}")
@@ -348,16 +222,18 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                          f"(known: {', '.join(DEFAULT_THRESHOLDS)})")
     if args.chunk_size < 1 or args.buckets < 1:
         parser.error("--chunk-size and --buckets must be positive")
-    bad_out = _out_dir_error("--out", args.out)
-    if bad_out:
-        parser.error(bad_out)
+    if why := out_dir_error(args.out):
+        parser.error(f"--out {args.out}: {why}")
+    draw = None  # the evaluator's figure callback: matplotlib only when figures are drawn
+    if not args.no_figures:
+        from trm_bounds.plot.evaluate import draw_report_figures as draw
     created = not args.out.exists()
     try:
         report = evaluate(
             dumps, args.out, fmt=args.fmt, thresholds=dict(args.threshold),
             criteria=args.criteria, ln_delta=args.ln_delta, ln_eps=args.ln_eps,
             chunk_size=args.chunk_size, trust_pickle=args.trust_pickle,
-            n_buckets=args.buckets, draw_figures=_figure_drawer(args.no_figures),
+            n_buckets=args.buckets, draw_figures=draw,
             progress=False if args.quiet else None, float64=args.float64,
         )  # fmt: skip
     except (LogFormatError, ValueError, OSError) as exc:
@@ -409,7 +285,7 @@ def _evaluate_parser(sub) -> None:
 
 
 def _plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from trm_bounds.results import checkout_root, results_dir
+    from trm_bounds.results import checkout_root, out_dir_error, results_dir
 
     if args.full and not args.recompute:
         parser.error("--full only makes sense with --recompute")
@@ -424,9 +300,8 @@ def _plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for flag, path in (("--out", args.out),
                        *((("--results", args.results),) if args.recompute and args.results
                          else ())):  # fmt: skip
-        err = _out_dir_error(flag, path)
-        if err:
-            parser.error(err)
+        if why := out_dir_error(path):
+            parser.error(f"{flag} {path}: {why}")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -440,10 +315,8 @@ def _plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.recompute:
         from trm_bounds.studies import STUDIES, recompute
 
-        by_result = {s.result: name for name, s in STUDIES.items()}
-        needed = {FIGURES[k].source for k in (args.only or FIGURES)}
-        names = [by_result[src] for src in dict.fromkeys(FIGURES[k].source for k in FIGURES)
-                 if src in needed]
+        needed = {FIGURES[k].source for k in (args.only or FIGURES)}  # run in registry order
+        names = [name for name, s in STUDIES.items() if s.result in needed]
         device = "cuda" if args.full and _cuda_available() else None
         failed = recompute(results, names=names, size="full" if args.full else "default",
                            seed=args.seed, device=device)
@@ -487,11 +360,6 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
-def _figure_keys() -> list[str]:
-    """F1-F8 (the plot registry's keys, listed here so parsing imports no matplotlib)."""
-    return [f"F{i}" for i in range(1, 9)]
-
-
 def _add_plot(sub) -> None:
     p = sub.add_parser(
         "plot", help="redraw every figure (F1-F8) from the result files",
@@ -511,7 +379,8 @@ def _add_plot(sub) -> None:
                    help="figure folder (default: ./figures)")
     p.add_argument("--results", type=Path, default=None, help="folder of the result files")
     p.add_argument("--only", action="append", metavar="FN", type=str.upper,
-                   choices=_figure_keys(), help="draw only this figure (repeatable), e.g. F3")
+                   choices=[f"F{i}" for i in range(1, 9)],  # the registry's keys, no matplotlib
+                   help="draw only this figure (repeatable), e.g. F3")
     p.add_argument("--formats", default="png,pdf", help="comma-separated formats (png,pdf,svg)")
     p.add_argument("--dpi", type=float, default=None, help="PNG resolution (default 150)")
     p.add_argument("--seed", type=int, default=None, help="with --recompute: the studies' seed")
@@ -541,8 +410,10 @@ def build_parser(*, with_schema: bool = False) -> argparse.ArgumentParser:
     _add_exact(sub)
     _evaluate_parser(sub)
     _add_plot(sub)
-    if with_schema:
-        sub.choices["evaluate"].epilog = _dump_schema()
+    if with_schema:  # the dump schema (required and aliased fields per framework)
+        from trm_bounds.logs import dump_schema
+
+        sub.choices["evaluate"].epilog = dump_schema()
     return p
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from trm_bounds.bounds import compute_bounds, kl_only, pm_kl_closed_form, pm_tv_closed_form
+from trm_bounds.bounds.table import format_value
 
 __all__ = [
     "T_PAPER",
@@ -29,6 +30,7 @@ __all__ = [
     "reproduced",
     "length_bias_rows",
     "paper_table",
+    "format_paper_table",
 ]
 
 #: The horizon of the paper's table.
@@ -228,3 +230,39 @@ def paper_table(*, sharp: bool = False) -> dict[str, Any]:
         "n_rows": len(rows),
         "all_reproduced": n_ok == len(rows) and all(b["ok"] for b in bias),
     }
+
+
+def format_paper_table(record: dict[str, Any]) -> str:
+    """Both tables of ``docs/theory.md §7`` as text, from the record of :func:`paper_table`:
+    the paper's number, ours (the record's ``primary`` constant first, then the other) and
+    whether it is reproduced; then the length-bias table and the count reproduced.
+
+    >>> format_paper_table(paper_table()).splitlines()[-1]
+    "25/25 table entries reproduced under the paper's rounding."
+    """
+    sharp_first = record["primary"] == "sharp"
+    first, second = ("sharp", "pub.") if sharp_first else ("pub.", "sharp")
+    head = (f"{'row':<40} {'column':<24} {'paper':>10} {'ours (' + first + ')':>13} "
+            f"{'ours (' + second + ')':>13}  status")
+    out = [f"Paper's table 'error bounds', T = {T_PAPER} (docs/theory.md §7)", head,
+           "-" * len(head)]
+    for r in record["table"]:
+        printed = f"{'<= ' if r['relation'] == 'upper' else ''}{r['paper']:g}"
+        status = ("reproduced" if r["ok"] else "DIFFERS") + (
+            f" ({r['relation']})" if r["relation"] != "rounded" else "")
+        if r["note"]:
+            status += f"; {r['note']}"
+        a, b = (r["ours_sharp"], r["ours"]) if sharp_first else (r["ours"], r["ours_sharp"])
+        out.append(f"{r['row']:<40} {r['column']:<24} {printed:>10} {format_value(a):>13} "
+                   f"{format_value(b):>13}  {status}")
+    out += ["", "Length bias (1-p)^T (docs/theory.md §6, §7)",
+            f"{'p':<8}" + "".join(f"{'T=' + str(T):>25}" for T in LENGTH_BIAS_T)]
+    for p in LENGTH_BIAS_PAPER:
+        cells = []
+        for b in (b for b in record["length_bias"] if b["p"] == p):
+            paper = f"<{b['paper']:g}" if b["relation"] == "below" else f"{b['paper']:g}"
+            cells.append(f"{paper:>8} vs {b['ours']:<9.4g}{'ok' if b['ok'] else 'DIFFERS':>3}")
+        out.append(f"{p:<8g}" + "".join(f"{c:>25}" for c in cells))
+    out += ["", f"{record['n_reproduced']}/{record['n_rows']} table entries reproduced under "
+                "the paper's rounding."]
+    return "\n".join(out)

@@ -69,15 +69,14 @@ class ExactReport(Mapping[str, Any]):
       telescoping identity; finite-state DP: ``L'`` from the forward first moment; neural:
       telescoping identity in log space);
     - ``error_max_over_rewards``: ``max_R |Error| = 1/2 sum |c|`` over the rewards of
-      ``error_max_over_rewards_scope`` (``"all_rewards"``, or ``"final_state_rewards"`` for the
-      finite-state DP, whose rewards are functions of the final state);
+      ``error_max_over_rewards_scope`` (all rewards where it is ``None``);
     - ``eps``, ``delta``: largest per-context TV and forward KL over contexts reached with
       positive probability by either policy (§3);
     - ``Dbar``: ``Dbar_t = E_{d_t^roll} TV(c_t)``, ``t = 1..T`` (§4);
     - ``D_KL_seq``: chain rule ``sum_t E_{d_t^roll} KL(c_t)``, nats (§3);
-    - ``D_TV_seq``: ``E_x TV(P^roll(.|x), P^theta(.|x))`` (§3), exact when ``D_TV_seq_method``
-      is ``"exact"``; otherwise a certified upper bound (``"bhattacharyya_upper"``,
-      ``"pinsker_upper"``), at which every bound stays valid (bounds are non-decreasing in it);
+    - ``D_TV_seq``: ``E_x TV(P^roll(.|x), P^theta(.|x))`` (§3), exact unless
+      ``D_TV_seq_method`` names a certified upper bound, at which every bound stays valid
+      (bounds are non-decreasing in it);
     - ``bounds_published``, ``bounds_sharp``: ``trm_bounds.bounds.compute_bounds`` at these
       values with the exact ``Dbar_t`` (§4 constants and the sharp ones of §5).
 
@@ -91,6 +90,13 @@ class ExactReport(Mapping[str, Any]):
       ``L_b = E_roll[(R - b) sum_t rho_t]`` (*not* ``L'``) (tree);
     - ``V``, ``T``, ``n_prompts``, ``n_sequences``: sizes (``n_sequences`` only where all
       sequences are enumerated);
+    - ``error_max_over_rewards_scope``: the rewards ``error_max_over_rewards`` maximises over;
+      ``None`` means all rewards (tree, neural); ``"final_state_rewards"`` for the
+      finite-state DP, whose rewards are functions of the final state;
+    - ``D_TV_seq_method``: how ``D_TV_seq`` was obtained; ``None`` means exact (tree,
+      neural); the finite-state DP always sets it: ``"exact"`` (enumerated) or the certified
+      upper bound used (``"bhattacharyya_upper"``, ``"pinsker_upper"``, ``"dbar_sum_upper"``,
+      ``"coupling_upper"``);
     - ``D_TV_seq_lower``: the certified lower bound ``1 - BC`` of ``D_TV_seq`` and
       ``bhattacharyya``: the coefficient ``BC = E_x sum_y sqrt(P^roll P^theta)`` (finite-state);
     - ``L_prime_first_moment``: ``L'`` from the forward first-moment pass (finite-state);
@@ -126,8 +132,8 @@ class ExactReport(Mapping[str, Any]):
     T: int | None = None
     n_prompts: int | None = None
     n_sequences: int | None = None
-    error_max_over_rewards_scope: str = "all_rewards"
-    D_TV_seq_method: str = "exact"
+    error_max_over_rewards_scope: str | None = None
+    D_TV_seq_method: str | None = None
     D_TV_seq_lower: float | None = None
     bhattacharyya: float | None = None
     L_prime_first_moment: float | None = None
@@ -251,9 +257,9 @@ def format_report(report: ExactReport, *, name: str | None = None) -> str:
     ]
     for key in scalars:
         lines.append(f"  {key:<24s} {report[key]: .10g}")
-    if report.D_TV_seq_method != "exact":
+    if report.D_TV_seq_method not in (None, "exact"):
         lines.append(f"  {'D_TV_seq_method':<24s} {report.D_TV_seq_method}")
-    if report.error_max_over_rewards_scope != "all_rewards":
+    if report.error_max_over_rewards_scope is not None:
         lines.append(f"  {'max over rewards':<24s} {report.error_max_over_rewards_scope}")
     if report.L_baseline is not None:
         b = report.baseline_b if report.baseline_b is not None else 0.0

@@ -29,6 +29,7 @@ __all__ = [
     "checkout_root",
     "SHIPPED_RESULTS",
     "results_dir",
+    "out_dir_error",
 ]
 
 
@@ -97,6 +98,31 @@ def results_dir() -> Path:
     inside a source checkout, else the copies shipped with the package."""
     root = checkout_root()
     return root / "experiments" / "results" if root is not None else SHIPPED_RESULTS
+
+
+def out_dir_error(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be (or become) a folder to write into, or None; creates nothing.
+
+    An existing ``path`` must be a writable directory; otherwise its nearest existing
+    ancestor must be.
+
+    >>> out_dir_error(__file__)
+    'exists and is not a directory'
+    """
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            return "exists and is not a directory"
+        probe = path
+    else:
+        probe = path.absolute().parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            return f"{probe} is a file, not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
 
 
 def portable_path(value: Any) -> Any:

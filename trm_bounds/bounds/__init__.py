@@ -11,6 +11,7 @@ Layout:
 - :mod:`~trm_bounds.bounds.compute` -- :func:`compute_bounds`, :func:`kl_only`;
 - :mod:`~trm_bounds.bounds.plugin` -- :func:`plugin_bounds`, the one rule for estimates;
 - :mod:`~trm_bounds.bounds.closed_forms` -- the paper's closed forms and their regimes.
+- :mod:`~trm_bounds.bounds.table` -- :func:`format_bounds_table`, the bounds as text.
 
 >>> b = compute_bounds(4096, eps=5e-3, delta=1e-4, dkl_seq=0.01, dtv_seq=0.05)
 >>> round(b["unified"], 1)
@@ -44,6 +45,7 @@ from trm_bounds.bounds.formulas import (
 from trm_bounds.bounds.plugin import plugin_bounds
 from trm_bounds.bounds.prefix import adaptive_crossover, sum_sqrt
 from trm_bounds.bounds.registry import BOUND_NAMES, BOUNDS, DIVERGENCES, UNIFIED_MEMBERS, BoundSpec
+from trm_bounds.bounds.table import format_bounds_table
 from trm_bounds.bounds.validate import RELATION_TOL, T_MAX, validate
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "kl_only",
     "plugin_bounds",
     "validate",
+    "format_bounds_table",
     "classical_tv",
     "classical_kl",
     "coupling",

@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 
 from trm_bounds.bounds.formulas import unified
 from trm_bounds.bounds.registry import BOUND_NAMES, BOUNDS
-from trm_bounds.bounds.validate import validate
+from trm_bounds.bounds.validate import _as_div, validate
 from trm_bounds.bounds.vectorised import compute_array
 
 __all__ = ["compute_bounds", "kl_only"]
@@ -76,9 +76,18 @@ def kl_only(delta: float, dkl_seq: ArrayLike) -> tuple[float, Any]:
     r"""The paper's "KL-only" setting (``docs/theory.md §7``): ``eps = min(1, sqrt(delta/2))``,
     ``dtv_seq = min(1, sqrt(dkl_seq/2))`` (Pinsker, the largest values the KL inputs allow).
 
+    ``delta`` (a float) and ``dkl_seq`` (a float or an array) are forward KL divergences in
+    nats: finite and ``>= 0``, else a one-line ``ValueError`` naming the argument and value.
+
     >>> kl_only(2.0, 8.0)
     (1.0, 1.0)
+    >>> kl_only(-1.0, 0.01)
+    Traceback (most recent call last):
+    ...
+    ValueError: delta must be >= 0, got -1.0
     """
+    delta = _as_div("delta", delta)
+    dkl_seq = _as_div("dkl_seq", dkl_seq, shape=None)
     eps = min(1.0, math.sqrt(delta / 2.0))
-    d = np.minimum(1.0, np.sqrt(np.asarray(dkl_seq, dtype=np.float64) / 2.0))
+    d = np.minimum(1.0, np.sqrt(np.asarray(dkl_seq) / 2.0))
     return eps, (float(d) if d.ndim == 0 else d)

@@ -116,7 +116,8 @@ _SPECS = (
               "Dbar", "T", {"uniform": "1", "fixed": "1"}, "§4 row 11", color="#bcbd22",
               marker="h"),
     BoundSpec("unified", "Unified B*", r"Unified $B^*$", None, (), "min", "min of six", "-",
-              {"uniform": "3/2", "fixed": "1"}, "§4 row 12", color="#000000", marker=""),
+              {"uniform": "3/2", "fixed": "1"}, "§4 row 12", color="#000000", marker="",
+              linestyle="--"),
 )
 
 #: name -> :class:`BoundSpec`, in the order of ``docs/theory.md §4``.

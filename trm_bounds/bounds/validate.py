@@ -104,11 +104,14 @@ def _plain(x: Any) -> str:
 
 
 def _as_div(name: str, x: ArrayLike, *, upper: float | None = None, shape=()) -> Any:
+    """``x`` as a float (or array) divergence, finite, ``>= 0`` and at most ``upper``; a
+    one-line ``ValueError`` naming ``name`` otherwise.  ``shape``: the shape an array must
+    have (that of ``T``), ``None`` for any shape."""
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number, got {x!r}") from None
-    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape != shape):
+    if shape is not None and (arr.ndim > 1 or (arr.ndim == 1 and arr.shape != shape)):
         raise ValueError(
             f"{name} must be a scalar or match the shape of T {shape}, got shape {arr.shape}"
         )

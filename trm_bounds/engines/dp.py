@@ -46,9 +46,10 @@ valid upper bounds on ``|Error|``.  The lower bound ``1 - BC <= D_TV^seq`` is al
 Implementation: the five recursions (``d^roll``, ``m``, ``d^theta``, ``b`` forward and
 ``V^roll`` backward, the latter run in reverse time in the same loop) form one sparse linear
 map per step with ``6 S V`` nonzeros, whose pattern is fixed by ``f`` and whose values are the
-policy rows of that step.  One call of scipy's compiled CSC kernel per step applies it; no
-``S x S`` matrix is ever built.  Everything that needs no recursion (per-``(t, s)`` KL, TV,
-``g_t``, the kernel's values) is vectorised over cache-sized chunks of steps.
+policy rows of that step (:class:`~trm_bounds.engines._dp_step.FusedStep`).  One call of
+scipy's compiled CSC kernel per step applies it; no ``S x S`` matrix is ever built.
+Everything that needs no recursion (per-``(t, s)`` KL, TV, ``g_t``, the kernel's values) is
+vectorised over cache-sized chunks of steps.
 """
 
 from __future__ import annotations
@@ -58,34 +59,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from trm_bounds.divergences import kl_terms
-from trm_bounds.engines.tree import _kl_rows as _kl_rows_log
+from trm_bounds.engines._dp_step import FusedStep, csc_matvec
 from trm_bounds.instances.finite import FiniteStateInstance
 from trm_bounds.instances.format import InstanceFormatError
 from trm_bounds.report import ExactReport
-
-
-def _csc_matvec_numpy(
-    n_row: int,
-    n_col: int,
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-) -> None:
-    """``y += A x`` for ``A (n_row, n_col)`` in CSC form ``(data, indices, indptr)``.
-
-    The contract of scipy's compiled ``csc_matvec`` (used when available), in numpy.
-    """
-    xs = np.repeat(x, np.diff(indptr))  # (nnz,) the column value of each entry
-    y += np.bincount(indices, weights=data * xs, minlength=n_row)
-
-
-try:  # the compiled kernel behind scipy.sparse's CSC products, without the wrapper overhead
-    from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
-except ImportError:  # pragma: no cover - private scipy module
-    _csc_matvec = _csc_matvec_numpy
-
 
 __all__ = [
     "DPResult",
@@ -132,77 +109,6 @@ def _chunk_len(T: int, S: int, V: int) -> int:
     return int(max(1, min(T, max(8, _CHUNK_ENTRIES // (S * V)))))
 
 
-class _FusedStep:
-    r"""Sparsity pattern (CSC) of one combined DP step, a linear map of the state
-    ``x_i = [d^roll_{i+1}, m_{i+1}, d^theta_{i+1}, b_{i+1}, V_{T+1-i}]`` (five blocks of
-    ``S``; positions 1-based, step ``i = 0..T-1``) to ``x_{i+1}``.
-
-    Column ``(block, s)`` lists the rows that the value ``x(block, s)`` is pushed to:
-
-    - ``d^roll(s)``: ``pi_roll(v|s)`` to ``d^roll(f(s, v))`` and ``(pi_theta - pi_roll)(v|s)``
-      to ``m(f(s, v))`` (the source term of the first moment), ``2 V`` entries;
-    - ``m(s)``, ``d^theta(s)``, ``b(s)``: ``pi_roll``, ``pi_theta``, ``sqrt(pi_roll
-      pi_theta)`` to ``f(s, v)`` of the same block, ``V`` entries each;
-    - ``V(s')`` (backward, ``V_t(s) = sum_v pi_roll(v|t,s) V_{t+1}(f(s, v))``): ``pi_roll(v|s)``
-      to ``V(s)`` for every edge ``(s, v)`` with ``f(s, v) = s'``; ``perm`` orders the edges
-      ``s V + v`` by ``f`` (stable), so this block's values are ``pi_roll[perm]``.
-
-    The values of one step are one row of length ``6 S V``, laid out as
-    ``[(pi_roll, pi_theta - pi_roll) interleaved per (s, v) | pi_roll | pi_theta | sqrt |
-    pi_roll[perm]]``.
-    Repeated next states (``f(s, v) = f(s, v')``) are summed by the kernel.
-    """
-
-    def __init__(self, f: np.ndarray) -> None:
-        S, V = f.shape
-        self.S, self.V = S, V
-        fl = f.ravel()  # (S V,)
-        self.perm = np.argsort(fl, kind="stable")  # (S V,) edges grouped by next state
-        rows = np.concatenate(
-            [
-                np.stack([f, S + f], axis=-1).ravel(),  # (S, V, 2): d^roll and m targets
-                (S + f).ravel(),
-                (2 * S + f).ravel(),
-                (3 * S + f).ravel(),
-                4 * S + self.perm // V,  # source state of each incoming edge
-            ]
-        )
-        counts = np.concatenate(
-            [np.full(S, 2 * V), np.full(3 * S, V), np.bincount(fl, minlength=S)]
-        )  # (5 S,) entries per column
-        self.indices = rows.astype(np.int64)  # int64: the kernel's fastest call (vs int32)
-        self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.n = 5 * S
-
-    def fill(
-        self,
-        out: np.ndarray,
-        P: np.ndarray,
-        Q: np.ndarray,
-        D: np.ndarray,
-        P_back: np.ndarray,
-        work: np.ndarray | None = None,
-        work_flat: np.ndarray | None = None,
-    ) -> None:
-        """Values of ``n`` steps into ``out (n, 6 S V)``.
-
-        ``P, Q, D (n, S, V)``: ``pi_roll``, ``pi_theta`` and ``pi_theta - pi_roll`` at the
-        forward positions; ``P_back (n, S, V)``: ``pi_roll`` at the backward positions in
-        increasing ``t`` (the steps run them in decreasing ``t``); ``work``, ``work_flat``:
-        scratch arrays of shapes ``(n, S, V)`` and ``(n, S V)``.
-        """
-        n, sv = P.shape[0], self.S * self.V
-        pair = out[:, : 2 * sv].reshape(n, self.S, self.V, 2)  # interleaved per entry
-        pair[..., 0] = P
-        pair[..., 1] = D
-        out[:, 2 * sv : 3 * sv] = P.reshape(n, sv)
-        out[:, 3 * sv : 4 * sv] = Q.reshape(n, sv)
-        sq = np.multiply(P, Q, out=work)  # contiguous: faster than in place in ``out``
-        out[:, 4 * sv : 5 * sv] = np.sqrt(sq, out=sq).reshape(n, sv)
-        back = np.take(P_back.reshape(n, sv), self.perm, axis=1, out=work_flat, mode="clip")
-        out[:, 5 * sv :] = back[::-1]  # (take copies a non-contiguous input first)
-
-
 def _kl_rows(
     P: np.ndarray,
     Q: np.ndarray,
@@ -212,21 +118,16 @@ def _kl_rows(
     r"""Forward ``KL(P || Q)`` per row of ``(n, S, V)`` arrays, nats (docs/theory.md §3).
 
     The kernel's in-place terms :func:`trm_bounds.divergences.kl_terms` (``D = Q - P``,
-    ``work``: two scratch arrays of ``D``'s shape), summed per row.  Rows the kernel leaves
-    non-finite although ``Q > 0`` wherever ``P > 0`` (a subnormal ``P`` overflows ``D / P``)
-    are recomputed in log space.  Returns ``(n, S)``.
+    ``work``: two scratch arrays of ``D``'s shape), summed per row.  A row is ``+inf`` only
+    where ``Q = 0 < P`` (a subnormal ``P`` gives a finite term in the kernel).  Returns
+    ``(n, S)``.
 
     >>> p, q = np.array([[[0.9, 0.1]]]), np.array([[[0.5, 0.5]]])
     >>> textbook = 0.9 * np.log(0.9 / 0.5) + 0.1 * np.log(0.1 / 0.5)
     >>> bool(abs(_kl_rows(p, q, q - p)[0, 0] - textbook) < 1e-15)
     True
     """
-    with np.errstate(over="ignore"):
-        rows = _row_sums(kl_terms(P, Q, diff=D, work=work))
-    if not np.isfinite(rows).all():
-        with np.errstate(divide="ignore"):
-            rows = np.where(np.isfinite(rows), rows, _kl_rows_log(np.log(P), np.log(Q)))
-    return rows
+    return _row_sums(kl_terms(P, Q, diff=D, work=work))
 
 
 def _row_sums(a: np.ndarray) -> np.ndarray:
@@ -250,7 +151,7 @@ def dp_exact(inst: FiniteStateInstance) -> DPResult:
     ``pi_roll (rho - 1) = pi_theta - pi_roll``; ``b``: Bhattacharyya, ``A^b`` from
     ``sqrt(pi_roll pi_theta)``), and backward ``V_t^roll = A_t^roll V_{t+1}^roll``: step
     ``i = 0..T-1`` advances the forward recursions from ``t = i + 1`` and the backward one from
-    ``t = T + 1 - i``, all in one sparse product (:class:`_FusedStep`).  Per-(t, s) KL, TV and
+    ``t = T + 1 - i``, all in one sparse product (:class:`FusedStep`).  Per-(t, s) KL, TV and
     the performance-difference term ``g_t(s)`` are vectorised per chunk of steps.
 
     ``L'`` needs ``rho_t`` on every rollout sequence, so, as in the tree engine, ``pi_theta``
@@ -272,7 +173,7 @@ def dp_exact(inst: FiniteStateInstance) -> DPResult:
     pr_all, pt_all, f = inst.pi_roll, inst.pi_theta, inst.f
     hom = pr_all.strides[0] == 0 and pt_all.strides[0] == 0
     K = _chunk_len(T, S, V)
-    step = _FusedStep(f)
+    step = FusedStep(f)
     f_flat = f.ravel()
     wD, wU, wL, wB = (np.empty((K, S, V)) for _ in range(4))  # chunk scratch arrays
     wG = np.empty((K, sv))
@@ -286,7 +187,7 @@ def dp_exact(inst: FiniteStateInstance) -> DPResult:
     leak_at: list[tuple[int, int, np.ndarray]] = []  # (a, b, (n|1, S)) chunks with leaks
     min_p = np.inf  # smallest positive policy entry (underflow check of the reachability)
 
-    H = np.empty((K + 1, 5 * S))  # H[i]: state before step i of the chunk (_FusedStep)
+    H = np.empty((K + 1, 5 * S))  # H[i]: state before step i of the chunk (FusedStep)
     H[0] = np.concatenate([inst.p0, np.zeros(S), inst.p0, inst.p0, inst.reward])
     value[T] = inst.reward
     d_roll[0] = d_theta[0] = inst.p0
@@ -299,7 +200,7 @@ def dp_exact(inst: FiniteStateInstance) -> DPResult:
         rows = [vals[0]] * K
     else:
         rows = list(vals)
-    mv, n_state, indptr, indices = _csc_matvec, step.n, step.indptr, step.indices
+    mv, n_state, indptr, indices = csc_matvec, step.n, step.indptr, step.indices
 
     for a in range(0, T, K):
         b = min(T, a + K)
@@ -393,7 +294,7 @@ def _reachable(
             out_roll[a + i] = x[:S] > 0
             out[a + i] = out_roll[a + i] | (x[S:] > 0)
             y = np.zeros(2 * S)
-            _csc_matvec(2 * S, 2 * S, indptr, indices, sup[i], x, y)
+            csc_matvec(2 * S, 2 * S, indptr, indices, sup[i], x, y)
             x = np.minimum(y, 1.0)
     return out_roll, out
 

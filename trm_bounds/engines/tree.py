@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trm_bounds.divergences import kl_from_logprobs, kl_terms_from_logprobs, tv
+from trm_bounds.divergences import kl_from_logprobs, tv
 from trm_bounds.instances.format import InstanceFormatError
 from trm_bounds.instances.tree import TreeInstance
 from trm_bounds.report import ExactReport, compare_reports
@@ -32,40 +32,8 @@ __all__ = [
     "policy_gradient",
 ]
 
-#: Above this log-ratio ``d = log q - log p`` a KL term ``p (e^d - 1 - d)`` would overflow;
-#: there it equals ``q - p - p d`` to within a relative ``e^-d``.
-_KL_LOG_RATIO_MAX = 700.0
 #: Smallest positive normal float64.
 _TINY = np.finfo(np.float64).tiny
-
-
-def _kl_rows(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
-    r"""Forward ``KL(p || q)`` per row (last axis) from log-probabilities, nats.
-
-    The kernel's terms ``p (e^d - 1 - d)``, ``d = log q - log p`` (docs/theory.md §3), except
-    where ``d > 700`` (``p`` below ``q e^-700``, e.g. subnormal), where ``e^d`` would overflow
-    and the term is computed as ``q - p - p d`` (the same ``p log(p/q) + q - p``).  A row is
-    ``+inf`` only where ``q = 0 < p``.  Only rows that the kernel leaves non-finite are redone.
-
-    >>> float(_kl_rows(np.log([1e-310, 1.0 - 1e-310]), np.log([0.5, 0.5]))) < 1.0
-    True
-    """
-    rows = kl_from_logprobs(logp, logq)
-    if np.isfinite(rows).all():
-        return rows
-    genuine = ((logp > -np.inf) & (logq == -np.inf)).any(axis=-1)
-    redo = ~np.isfinite(rows) & ~genuine
-    if not redo.any():
-        return rows
-    lp, lq = logp[redo], logq[redo]  # (k, V)
-    with np.errstate(invalid="ignore", over="ignore"):
-        d = lq - lp
-        p = np.exp(lp)
-        far = (lp > -np.inf) & (d > _KL_LOG_RATIO_MAX)
-        terms = np.where(far, np.exp(lq) - p - p * d, kl_terms_from_logprobs(lp, lq))
-    rows = np.array(rows)
-    rows[redo] = terms.sum(axis=-1)
-    return rows
 
 
 @dataclass
@@ -96,7 +64,7 @@ def _exact(inst: TreeInstance) -> _Exact:
     with np.errstate(divide="ignore", invalid="ignore"):
         log_pr = np.log(pr)  # (n, C, V)
         log_pt = np.log(pt)  # (n, C, V)
-        kl_c = _kl_rows(log_pr, log_pt)  # (n, C), forward, rollout first
+        kl_c = kl_from_logprobs(log_pr, log_pt)  # (n, C), forward, rollout first
         # rho = 1 where roll puts no mass (then theta puts none either, checked below)
         log_rho = np.where(pr > 0.0, log_pt - log_pr, 0.0)  # (n, C, V)
     reach = np.zeros((n, inst.n_contexts), dtype=bool)
@@ -289,7 +257,7 @@ def exact_report(inst: TreeInstance, *, baseline: float = 0.0) -> ExactReport:
             "context); the forward KL and the KL bounds are infinite"
         )
     pos = inst.p_x > 0.0
-    kl_direct = _kl_rows(ex.lp_roll[pos], ex.lp_theta[pos])  # (n_pos,)
+    kl_direct = kl_from_logprobs(ex.lp_roll[pos], ex.lp_theta[pos])  # (n_pos,)
     dkl_seq = float(np.sum(ex.dkl_t))
     dtv_seq = _sequence_tv(ex)
     kw = dict(eps=eps, delta=delta, dkl_seq=dkl_seq, dtv_seq=dtv_seq, dbar=ex.dbar)

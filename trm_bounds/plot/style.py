@@ -32,6 +32,7 @@ __all__ = [
     "save",
     "plot_bound",
     "annotate_slopes",
+    "slope_text",
     "note",
 ]
 
@@ -133,10 +134,15 @@ def plot_bound(ax: Axes, x, y, name: str, *, label: str | None = None, **kw) -> 
         "markevery": max(1, n // 12),
         "label": label if label is not None else BOUND_LABELS.get(name, name),
     }
-    if name == "unified":
-        style.update(linewidth=2.4, linestyle="--")
+    if name == "unified":  # the minimum of the others: drawn heavier
+        style.update(linewidth=2.4)
     style.update(kw)
     ax.plot(x, y, **style)
+
+
+def slope_text(s: object) -> str:
+    """``'  slope 1.50'`` for a legend label, or ``''`` for a missing (null) slope."""
+    return f"  slope {round(float(s), 2) + 0.0:.2f}" if isinstance(s, (int, float)) else ""
 
 
 def annotate_slopes(ax: Axes, slopes: dict[str, float], title: str, *, loc: str = "lower right"):
