@@ -124,3 +124,29 @@ def test_subnormal_and_far_apart_entries_stay_finite():
     assert np.isfinite(a) and np.isfinite(b)
     np.testing.assert_allclose([a, b], expected, rtol=RTOL, atol=ATOL)
     assert np.isinf(kl_terms(np.array([1e-310, 1.0]), np.array([0.0, 1.0])).sum())
+
+
+def test_underflowing_p_and_subnormal_ratio():
+    """``log p = -800`` is a positive probability: against ``q = 0`` the KL is ``+inf``.  A ratio
+    ``q/p`` in the subnormal range keeps its digits: ``p = 0.9, q = 5e-324`` gives the term
+    ``0.9 (log 0.9 - log 5e-324) + q - p`` (computed with logs of each, as a reference)."""
+    assert np.isinf(kl_terms_from_logprobs(np.array([-800.0, 0.0]), np.array([-np.inf, 0.0]))[0])
+    p, q = np.array([0.9]), np.array([5e-324])
+    want = 0.9 * (np.log(0.9) - np.log(5e-324)) + 5e-324 - 0.9
+    np.testing.assert_allclose(kl_terms(p, q), want, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(kl_terms_from_logprobs(np.log(p), np.log(q)), want, rtol=RTOL,
+                               atol=ATOL)
+
+
+def test_torch_twin_agrees_at_the_extremes():
+    """Zeros, underflowing and subnormal probabilities, far-apart pairs: same terms as numpy."""
+    torch = pytest.importorskip("torch")
+    from trm_bounds import divergences_torch as dt
+
+    lp = np.array([-np.inf, -800.0, -800.0, np.log(1e-310), 0.0, -1e-3, -750.0])
+    lq = np.array([-0.5, -np.inf, -1.0, np.log(0.5), -np.inf, -2e-3, -0.1])
+    a = dt.kl_terms_from_logprobs(torch.from_numpy(lp), torch.from_numpy(lq)).numpy()
+    b = kl_terms_from_logprobs(lp, lq)
+    assert np.array_equal(np.isinf(a), np.isinf(b)) and not np.isnan(a).any()
+    fin = np.isfinite(b)
+    np.testing.assert_allclose(a[fin], b[fin], rtol=RTOL, atol=ATOL)

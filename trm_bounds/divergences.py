@@ -33,6 +33,8 @@ __all__ = [
 #: ``2 TV^2 <= KL + PINSKER_SLACK`` (docs/theory.md §3).
 PINSKER_SLACK = 1e-14
 
+_TINY = np.finfo(np.float64).tiny  # smallest positive normal float64
+
 
 def kl_terms_from_logprobs(logp: ArrayLike, logq: ArrayLike) -> np.ndarray:
     r"""Per-entry terms of the forward KL(p || q) from log-probabilities, nats (log-space form).
@@ -56,9 +58,10 @@ def kl_terms_from_logprobs(logp: ArrayLike, logq: ArrayLike) -> np.ndarray:
             # same term is q - p - p d, with no cancellation since e^d dominates.
             q = np.exp(logq)
             term = np.where(np.isfinite(term) | ~(q > 0.0), term, q - p - p * d)
-    # p = 0: the term is q (limit of p log(p/q) + q - p); q = 0 < p: +inf.
-    term = np.where(p == 0.0, np.exp(logq), term)
-    return np.where((p > 0.0) & np.isneginf(logq), np.inf, term)
+    # p = 0: the term is q (limit of p log(p/q) + q - p); q = 0 < p: +inf, also where p
+    # itself underflows (log p = -800 is a positive probability).
+    term = np.where(np.isneginf(logp), np.exp(logq), term)
+    return np.where(~np.isneginf(logp) & np.isneginf(logq), np.inf, term)
 
 
 def kl_from_logprobs(logp: ArrayLike, logq: ArrayLike, axis: int = -1) -> np.ndarray:
@@ -108,7 +111,9 @@ def kl_terms(
         np.log1p(u, out=lg)
         if not u.min(initial=0.0) >= -0.5:  # also when a NaN (p = 0) hides the minimum
             far = u < -0.5
-            lg[far] = np.log(q[far] / p[far])
+            ratio = q[far] / p[far]
+            # log(q/p), or log q - log p where q/p is subnormal and has lost its digits
+            lg[far] = np.where(ratio >= _TINY, np.log(ratio), np.log(q[far]) - np.log(p[far]))
         np.subtract(u, lg, out=u)
         np.multiply(u, p, out=u)
     if not p.all():

@@ -20,7 +20,8 @@ __all__ = ["kl_terms_from_logprobs", "kl_from_logprobs", "tv_from_logprobs", "k1
 def kl_terms_from_logprobs(logp: Tensor, logq: Tensor) -> Tensor:
     r"""Per-entry forward-KL terms ``p (expm1(d) - d)``, ``d = log q - log p`` (docs/theory.md §3).
 
-    ``p = 0`` gives ``q`` (the limit of ``p log(p/q) + q - p``); ``q = 0 < p`` gives ``+inf``.
+    ``p = 0`` gives ``q`` (the limit of ``p log(p/q) + q - p``); ``q = 0 < p`` gives ``+inf``
+    (also where ``p`` underflows: ``log p = -800`` is a positive probability).
     Twin of :func:`trm_bounds.divergences.kl_terms_from_logprobs`.
 
     >>> lp = torch.log(torch.tensor([0.9, 0.1], dtype=torch.float64))
@@ -31,7 +32,12 @@ def kl_terms_from_logprobs(logp: Tensor, logq: Tensor) -> Tensor:
     p = logp.exp()
     d = logq - logp
     term = (torch.expm1(d) - d) * p
-    return torch.where(p == 0, logq.exp(), term)
+    if not bool(torch.isfinite(term).all()):
+        # e^d overflows where p is far below q: the same term is q - p - p d there
+        q = logq.exp()
+        term = torch.where(torch.isfinite(term) | ~(q > 0), term, q - p - p * d)
+    term = torch.where(torch.isneginf(logp), logq.exp(), term)
+    return torch.where(~torch.isneginf(logp) & torch.isneginf(logq), torch.inf, term)
 
 
 def kl_from_logprobs(logp: Tensor, logq: Tensor, dim: int = -1) -> Tensor:
