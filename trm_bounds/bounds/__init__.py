@@ -18,68 +18,18 @@ Layout:
 4.1
 """
 
-from trm_bounds.bounds.closed_forms import (
-    coupling_closed_form,
-    coupling_regime,
-    mix_kl_closed_form,
-    mix_tv_closed_form,
-    pm_kl_closed_form,
-    pm_regime,
-    pm_tv_closed_form,
-)
-from trm_bounds.bounds.compute import compute_bounds, kl_only
-from trm_bounds.bounds.formulas import (
-    adaptive_hybrid,
-    adaptive_kl,
-    adaptive_tv,
-    classical_kl,
-    classical_tv,
-    coupling,
-    linear,
-    mix_kl,
-    mix_tv,
-    pm_kl,
-    pm_tv,
-    unified,
-)
-from trm_bounds.bounds.plugin import plugin_bounds
-from trm_bounds.bounds.prefix import adaptive_crossover, sum_sqrt
-from trm_bounds.bounds.registry import BOUND_NAMES, BOUNDS, DIVERGENCES, UNIFIED_MEMBERS, BoundSpec
+from trm_bounds.bounds import closed_forms, compute, formulas, plugin, registry
+from trm_bounds.bounds import validate as _validate
+from trm_bounds.bounds.closed_forms import *  # noqa: F403  (re-exported: see __all__)
+from trm_bounds.bounds.compute import *  # noqa: F403
+from trm_bounds.bounds.formulas import *  # noqa: F403
+from trm_bounds.bounds.plugin import *  # noqa: F403
+from trm_bounds.bounds.prefix import sum_sqrt
+from trm_bounds.bounds.registry import *  # noqa: F403
 from trm_bounds.bounds.table import format_bounds_table
-from trm_bounds.bounds.validate import RELATION_TOL, T_MAX, validate
+from trm_bounds.bounds.validate import *  # noqa: F403
 
 __all__ = [
-    "BOUND_NAMES",
-    "BOUNDS",
-    "BoundSpec",
-    "DIVERGENCES",
-    "UNIFIED_MEMBERS",
-    "compute_bounds",
-    "kl_only",
-    "plugin_bounds",
-    "validate",
-    "format_bounds_table",
-    "classical_tv",
-    "classical_kl",
-    "coupling",
-    "pm_kl",
-    "pm_tv",
-    "mix_kl",
-    "mix_tv",
-    "adaptive_kl",
-    "adaptive_tv",
-    "adaptive_hybrid",
-    "linear",
-    "unified",
-    "pm_kl_closed_form",
-    "pm_tv_closed_form",
-    "mix_kl_closed_form",
-    "mix_tv_closed_form",
-    "coupling_closed_form",
-    "pm_regime",
-    "coupling_regime",
-    "adaptive_crossover",
-    "sum_sqrt",
-    "RELATION_TOL",
-    "T_MAX",
-]
+    *registry.__all__, *compute.__all__, *plugin.__all__, *_validate.__all__,
+    *formulas.__all__, *closed_forms.__all__, "format_bounds_table", "sum_sqrt",
+]  # fmt: skip

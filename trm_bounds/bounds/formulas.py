@@ -49,7 +49,6 @@ __all__ = [
     "adaptive_hybrid",
     "linear",
     "unified",
-    "UNIFIED_MEMBERS",
 ]
 
 Value = float | np.ndarray

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from trm_bounds.bounds.formulas import UNIFIED_MEMBERS
 from trm_bounds.bounds.prefix import (
     adaptive_crossover,
     coupling_prefix,
@@ -22,7 +21,7 @@ from trm_bounds.bounds.prefix import (
     pm_prefix,
     sum_sqrt,
 )
-from trm_bounds.bounds.registry import BOUND_NAMES
+from trm_bounds.bounds.registry import BOUND_NAMES, UNIFIED_MEMBERS
 
 __all__ = ["compute_array"]
 

@@ -12,68 +12,8 @@ r"""The bound family of ``docs/theory.md §4`` (and ``§5``, sharp) in sympy.
 delta/(2*eps**2)
 """
 
-from trm_bounds.symbolic.expressions import (
-    ARGS,
-    BOUND_NAMES,
-    REGIMES,
-    UNIFIED_MEMBERS,
-    ClosedForm,
-    Dbar,
-    T,
-    adaptive_crossover,
-    bound_expr,
-    bound_registry,
-    closed_forms,
-    delta,
-    dkl_seq,
-    drop_caps,
-    dtv_seq,
-    eps,
-    leading_exponent,
-    numeric,
-    t,
-    worst_case,
-)
-from trm_bounds.symbolic.proofs import (
-    prove_adaptive_equals_pm_kl,
-    prove_adaptive_tv_equals_coupling,
-    prove_closed_form_equalities,
-    prove_coupling_large_upper,
-    prove_k3_unbiased,
-    prove_pm_closed_forms_upper,
-    prove_sharp_is_half,
-    prove_telescoping,
-    reversal_equal,
-)
+from trm_bounds.symbolic import expressions, proofs
+from trm_bounds.symbolic.expressions import *  # noqa: F403  (re-exported: see __all__)
+from trm_bounds.symbolic.proofs import *  # noqa: F403
 
-__all__ = [
-    "T",
-    "t",
-    "eps",
-    "delta",
-    "dkl_seq",
-    "dtv_seq",
-    "Dbar",
-    "ARGS",
-    "BOUND_NAMES",
-    "UNIFIED_MEMBERS",
-    "REGIMES",
-    "ClosedForm",
-    "bound_expr",
-    "bound_registry",
-    "worst_case",
-    "drop_caps",
-    "closed_forms",
-    "leading_exponent",
-    "adaptive_crossover",
-    "numeric",
-    "reversal_equal",
-    "prove_telescoping",
-    "prove_k3_unbiased",
-    "prove_adaptive_equals_pm_kl",
-    "prove_adaptive_tv_equals_coupling",
-    "prove_sharp_is_half",
-    "prove_closed_form_equalities",
-    "prove_pm_closed_forms_upper",
-    "prove_coupling_large_upper",
-]
+__all__ = [*expressions.__all__, *proofs.__all__]
