@@ -417,6 +417,10 @@ def build_parser(*, with_schema: bool = False) -> argparse.ArgumentParser:
     return p
 
 
+#: The optional dependencies and the extra that installs each (pyproject.toml).
+_EXTRA_OF = {"torch": "torch", "matplotlib": "plot", "tqdm": "plot", "pyarrow": "logs"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``trm-bounds ...``: parse, run the subcommand, return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -437,6 +441,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        extra = _EXTRA_OF.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(f"{PROG} {args.command}: error: needs {exc.name}, which the [{extra}] extra "
+              f"installs: pip install 'trm-bounds[{extra}]'", file=sys.stderr)
+        return 1
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
