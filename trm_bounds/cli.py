@@ -1,10 +1,13 @@
-"""Every command line of trm-bounds: ``trm-bounds bounds|exact|evaluate|plot`` and ``--version``.
+"""Every command line of trm-bounds: ``trm-bounds bounds|plan|exact|evaluate|plot``, ``--version``.
 
 * ``bounds`` -- every bound of docs/theory.md §4, published and sharp side by side;
-  ``--paper-table`` prints the paper's table (docs/theory.md §7) beside ours.
+  ``--paper-table`` prints the paper's table (docs/theory.md §7) beside ours; ``--dbar``
+  reads a ``Dbar_t`` profile (:mod:`trm_bounds.profiles`).
+* ``plan`` -- the largest TRM threshold for a target ``B*``, and the sequences a certified
+  bound needs (:mod:`trm_bounds.planner`).
 * ``exact`` -- the exact tree engine on a ``trm-oracle-instances/v1`` file.
 * ``evaluate`` -- the log evaluator on logprob dumps (``--demo``: the shipped demo dump).
-* ``plot`` -- redraw the figures F1-F8 from the result files (``--recompute``: rerun the
+* ``plot`` -- redraw the figures F1-F9 from the result files (``--recompute``: rerun the
   studies first).
 
 ``python -m trm_bounds``, ``python -m trm_bounds.evaluate`` and ``python -m trm_bounds.plot``
@@ -63,7 +66,7 @@ def _bounds(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from trm_bounds.results import to_jsonable
 
     if args.paper_table:
-        given = [f for f in ("T", "eps", "delta", "dkl_seq", "dtv_seq")
+        given = [f for f in ("T", "eps", "delta", "dkl_seq", "dtv_seq", "dbar")
                  if getattr(args, f) is not None]  # fmt: skip
         if given:
             parser.error(f"--paper-table takes no --{given[0].replace('_', '-')} (the table "
@@ -75,22 +78,33 @@ def _bounds(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if missing:
         parser.error("needs " + ", ".join("--" + m.replace("_", "-") for m in missing)
                      + " (or --paper-table)")
+    dbar = None
+    if args.dbar is not None:  # a Dbar_t profile; shorter than T: zeros after (absorbing end)
+        from trm_bounds.profiles import read_dbar_profile
+
+        try:
+            dbar = read_dbar_profile(args.dbar, T=args.T)
+        except ValueError as exc:
+            raise CliError(str(exc), status=2) from None
     try:  # kl_only checks delta and dkl_seq, compute_bounds every input and relation
         eps_k, dtv_k = kl_only(args.delta, args.dkl_seq)
         eps = eps_k if args.eps is None else args.eps
+        if args.dtv_seq is None and dbar is not None:  # the largest value the profile allows
+            dtv_k = min(dtv_k, float(dbar.sum()))
         dtv = dtv_k if args.dtv_seq is None else args.dtv_seq
         kw = dict(eps=eps, delta=args.delta, dkl_seq=args.dkl_seq, dtv_seq=dtv)
-        pub = compute_bounds(args.T, **kw)
-        sharp = compute_bounds(args.T, **kw, sharp=True)
+        pub = compute_bounds(args.T, **kw, dbar=dbar)
+        sharp = compute_bounds(args.T, **kw, dbar=dbar, sharp=True)
     except (ValueError, OverflowError) as exc:
-        parser.error(str(exc))
+        parser.error(str(exc) + (f" (--dbar {args.dbar})" if dbar is not None else ""))
     if args.json:
-        rec = {"inputs": {"T": args.T, **kw}, "primary": "sharp" if args.sharp else "published",
-               "published": pub, "sharp": sharp}
+        rec = {"inputs": {"T": args.T, **kw, "dbar": dbar},
+               "primary": "sharp" if args.sharp else "published", "published": pub, "sharp": sharp}
         print(json.dumps(to_jsonable(rec), indent=1))
         return 0
+    how = "min(1, eps)" if dbar is None else f"from {args.dbar}, sum = {float(dbar.sum()):g}"
     print(f"T = {args.T}, eps = {float(eps):g}, delta = {float(args.delta):g}, "
-          f"D_KL^seq = {float(args.dkl_seq):g}, D_TV^seq = {float(dtv):g} (Dbar_t = min(1, eps))")
+          f"D_KL^seq = {float(args.dkl_seq):g}, D_TV^seq = {float(dtv):g} (Dbar_t {how})")
     print(format_bounds_table(pub, sharp, sharp_first=args.sharp))
     return 0
 
@@ -109,6 +123,10 @@ def _add_bounds(sub) -> None:
     b.add_argument("--delta", type=float, help="delta = D_KL^{tok,max}, nats")
     b.add_argument("--dkl-seq", type=float, help="D_KL^seq, nats")
     b.add_argument("--dtv-seq", type=float, help="D_TV^seq (default: KL-only)")
+    b.add_argument("--dbar", metavar="FILE",
+                   help="Dbar_t profile for Adaptive and Linear: JSON list, .npy, text (one per "
+                        "line) or the evaluator's report.json (its dbar_estimate); zeros after "
+                        "its end (default: the worst case Dbar_t = min(1, eps))")
     b.add_argument("--sharp", action="store_true",
                    help="lead with the sharp constants (docs/theory.md §5)")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -116,6 +134,56 @@ def _add_bounds(sub) -> None:
                    help="the paper's table beside ours (docs/theory.md §7); with --json as "
                         "JSON, with --sharp the sharp column first")
     b.set_defaults(run=_bounds)
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def _plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from trm_bounds.planner import format_plan, plan, sequences_for_width
+    from trm_bounds.profiles import read_lengths
+    from trm_bounds.results import to_jsonable
+
+    if args.T is None and args.lengths is None:
+        parser.error("needs --T or --lengths")
+    try:
+        lengths = None if args.lengths is None else read_lengths(args.lengths)
+    except ValueError as exc:
+        raise CliError(str(exc), status=2) from None
+    try:
+        p = plan(args.T, args.target, dkl_seq=args.dkl_seq, lengths=lengths)
+        if args.width is not None:  # constants 4 (published), 2 (sharp), 1 (docs §9)
+            p["certified"] = {v: sequences_for_width(args.width, T_max=p["T"], level=args.level,
+                                                     method=args.method, variance=args.variance,
+                                                     constant=c)
+                              for v, c in (("published", 4), ("sharp", 2), ("proved_here", 1))}
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(json.dumps(to_jsonable(p), indent=1) if args.json else format_plan(p))
+    return 0
+
+
+def _add_plan(sub) -> None:
+    p = sub.add_parser("plan", help="largest TRM threshold delta for a target B*",
+                       description="Largest per-token KL threshold delta (nats) with B* <= "
+                       "--target, published and sharp, at the uniform worst case "
+                       "(trm_bounds.planner); --width: sequences a certified bound needs.")
+    p.add_argument("--T", type=int, help="horizon T (default with --lengths: the longest)")
+    p.add_argument("--target", type=float, required=True, help="target for B* (> 0)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--dkl-seq", type=float, help="fixed D_KL^seq, nats (default: T delta)")
+    g.add_argument("--lengths", metavar="FILE",
+                   help="response lengths (one per line, JSON list or .npy): horizon = longest, "
+                        "D_KL^seq = delta * mean length, Dbar_t = eps Pr(T_i >= t), and one "
+                        "threshold per length quantile")
+    p.add_argument("--width", type=float, help="target width of the certified Linear bound")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--method", choices=("hoeffding", "bernstein"), default="hoeffding",
+                   help="confidence bound for --width (hoeffding: a guarantee)")
+    p.add_argument("--variance", type=float, default=None,
+                   help="with --method bernstein: assumed Var(X_i) (default T^2/4, the largest)")
+    p.add_argument("--json", action="store_true", help="JSON (delta_published, delta_sharp, ...)")
+    p.set_defaults(run=_plan)
 
 
 # ----------------------------------------------------------------------------- exact
@@ -220,6 +288,8 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if not all(p in DEFAULT_THRESHOLDS for p in c.split(",")):
             parser.error(f"--criterion: unknown criterion {c!r} "
                          f"(known: {', '.join(DEFAULT_THRESHOLDS)})")
+    if not 0 < args.level < 1:
+        parser.error(f"--level: must lie in (0, 1), got {args.level}")
     if args.chunk_size < 1 or args.buckets < 1:
         parser.error("--chunk-size and --buckets must be positive")
     if why := out_dir_error(args.out):
@@ -234,7 +304,7 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             criteria=args.criteria, ln_delta=args.ln_delta, ln_eps=args.ln_eps,
             chunk_size=args.chunk_size, trust_pickle=args.trust_pickle,
             n_buckets=args.buckets, draw_figures=draw,
-            progress=False if args.quiet else None, float64=args.float64,
+            progress=False if args.quiet else None, float64=args.float64, level=args.level,
         )  # fmt: skip
     except (LogFormatError, ValueError, OSError) as exc:
         if created:  # nothing partial: remove the folder this run created, if still empty
@@ -271,6 +341,8 @@ def _evaluate_parser(sub) -> None:
                    help="LN-TRM per-token KL tolerance (nats, > 0)")
     p.add_argument("--ln-eps", type=float, default=None,
                    help="LN-TRM TV tolerance (coupling, > 0)")
+    p.add_argument("--level", type=float, default=0.95,
+                   help="confidence level of the certified bounds (default 0.95)")
     p.add_argument("--chunk-size", type=int, default=4096, help="sequences per chunk")
     p.add_argument("--buckets", type=int, default=4, help="length quantile buckets")
     p.add_argument("--trust-pickle", action="store_true", help="allow arbitrary unpickling")
@@ -362,15 +434,16 @@ def _rel(p: Path) -> str:
 
 def _add_plot(sub) -> None:
     p = sub.add_parser(
-        "plot", help="redraw every figure (F1-F8) from the result files",
-        description="Redraw every figure (F1-F8) from the result files. Result files are "
+        "plot", help="redraw every figure (F1-F9) from the result files",
+        description="Redraw every figure (F1-F9) from the result files. Result files are "
                     "read from --results, else from experiments/results in a source checkout, "
                     "else from the copies shipped with the package. --recompute reruns the "
                     "studies first (small default, a few minutes) into --results, else into "
                     "experiments/results in a checkout, else into OUT/results.",
         epilog="Figures: F1/F2 bounds against T (uniform, sparse divergence), F3 exact error "
                "against the bounds, F4 the paper's table, F5 the Adaptive crossover, F6 length "
-               "bias, F7 transformer mismatch sources, F8 the log evaluator on the demo dump.")
+               "bias, F7 transformer mismatch sources, F8 the log evaluator on the demo dump, F9 "
+               "certified bounds from logs against the exact error.")
     p.add_argument("--recompute", action="store_true",
                    help="rerun the studies (small default, a few minutes) first")
     p.add_argument("--full", action="store_true",
@@ -379,7 +452,7 @@ def _add_plot(sub) -> None:
                    help="figure folder (default: ./figures)")
     p.add_argument("--results", type=Path, default=None, help="folder of the result files")
     p.add_argument("--only", action="append", metavar="FN", type=str.upper,
-                   choices=[f"F{i}" for i in range(1, 9)],  # the registry's keys, no matplotlib
+                   choices=[f"F{i}" for i in range(1, 10)],  # the registry's keys, no matplotlib
                    help="draw only this figure (repeatable), e.g. F3")
     p.add_argument("--formats", default="png,pdf", help="comma-separated formats (png,pdf,svg)")
     p.add_argument("--dpi", type=float, default=None, help="PNG resolution (default 150)")
@@ -407,6 +480,7 @@ def build_parser(*, with_schema: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_bounds(sub)
+    _add_plan(sub)
     _add_exact(sub)
     _evaluate_parser(sub)
     _add_plot(sub)

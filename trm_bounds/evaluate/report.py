@@ -1,9 +1,11 @@
 """The evaluation report: ``report.json`` (schema ``trm-bounds-report/v1``), ``report.md``
-and the streamed per-sequence ``sequences.csv`` (docs/theory.md §6).
+and the streamed per-sequence ``sequences.csv`` (docs/theory.md §6, §9).
 
 The observed divergences are lower estimates (maxima over the logged tokens only); the bounds
 are the plug-in bounds of :func:`trm_bounds.bounds.plugin_bounds` at those estimates,
-conditional on them.
+conditional on them.  The ``certified`` section holds bounds on ``|Error|`` that are true at
+a stated confidence level with no assumption on the maxima (docs/theory.md §9), and
+``report.md`` leads with a verdict in plain words (:mod:`trm_bounds.evaluate.certified`).
 """
 
 from __future__ import annotations
@@ -175,12 +177,17 @@ def build_report(
     ln_delta: float = 0.05,
     ln_eps: float | None = None,
     inputs: Sequence[str] = (),
+    terms: Mapping[str, Any] | None = None,
+    level: float = 0.95,
 ) -> dict[str, Any]:
     """The ``trm-bounds-report/v1`` dictionary from merged :class:`Stats` .
 
     Contract keys: ``schema, n_sequences, n_tokens, metrics, criteria, length_buckets,
     dbar_estimate, observed, bounds``. Extra keys used by the figures: ``acceptance_curves``
     and ``histograms`` (right-closed bins on :data:`HIST_EDGES`), plus ``options``/``inputs``.
+    With ``terms`` (:meth:`~trm_bounds.evaluate.certified.SequenceTerms.arrays`) also
+    ``certified`` (at ``level``), ``trm_thresholds``, ``verdict`` and, when rewards are
+    logged, ``error_estimate`` (docs/theory.md §9).
     """
     if s.n_sequences == 0:
         raise ValueError("no sequences")
@@ -200,6 +207,7 @@ def build_report(
     for c in s.criteria:
         if "," not in c and STAT_OF_CRITERION[c] in s.hists:
             curves[c] = _curve(s.hists[STAT_OF_CRITERION[c]], s.n_sequences)
+    extra = {} if terms is None else _certified_keys(s, terms, th, level)
     return {
         "schema": SCHEMA,
         "n_sequences": s.n_sequences,
@@ -219,10 +227,37 @@ def build_report(
         "histograms": {
             k: {"edges": HIST_EDGES.tolist(), "counts": h.tolist()} for k, h in s.hists.items()
         },
-        "options": {"ln_delta": ln_delta, "ln_eps": ln_eps, "n_buckets": n_buckets},
+        "options": {"ln_delta": ln_delta, "ln_eps": ln_eps, "n_buckets": n_buckets,
+                    "level": level},
         "inputs": [str(p) for p in inputs],
         "git_hash": git_hash(),
+        **extra,
     }
+
+
+def _certified_keys(s: Stats, terms: Mapping[str, Any], th: Mapping[str, float],
+                    level: float) -> dict[str, Any]:
+    """``certified``, ``error_estimate`` (rewards only), ``trm_thresholds`` and ``verdict``."""
+    from trm_bounds.evaluate.certified import (
+        certified_section,
+        error_section,
+        thresholds_section,
+        verdict,
+    )
+
+    if terms["lengths"].max() < 1:  # nothing sampled: nothing to certify, nothing to estimate
+        why = "no valid response token in the dump"
+        return {"certified": {"computed": False, "reason": why},
+                "verdict": {"status": "not computed", "against": None, "bound": None,
+                            "text": f"No certified bound: {why}."}}  # fmt: skip
+    cert = certified_section(dict(terms), level=level)
+    err = error_section(dict(terms), level=level)
+    lengths = np.repeat(np.arange(s.len_count.shape[0]), s.len_count)
+    trm = thresholds_section(th["seq_max_k2"], lengths)
+    out = {"certified": cert, "trm_thresholds": trm, "verdict": verdict(cert, err, trm)}
+    if err is not None:
+        out["error_estimate"] = err
+    return out
 
 
 def _fmt(x: Any) -> str:
@@ -236,12 +271,17 @@ def _fmt(x: Any) -> str:
 def report_markdown(report: dict[str, Any], figures: Iterable[Path] = ()) -> str:
     """A readable ``report.md`` (tables plus the figures embedded by relative path)."""
     r = report
-    lines = [
-        "# trm-bounds log evaluation",
-        "",
+    lines = ["# trm-bounds log evaluation", ""]
+    if "verdict" in r:
+        lines += ["## Verdict", "", r["verdict"]["text"], ""]
+    lines += [
         f"Inputs: {', '.join(r['inputs']) or '-'}  ",
         f"Sequences: {r['n_sequences']}, valid response tokens: {r['n_tokens']}",
         "",
+    ]
+    if r.get("certified", {}).get("computed", True) and "certified" in r:
+        lines += _certified_markdown(r)
+    lines += [
         "## Metrics",
         "",
         "| metric | value |",
@@ -295,6 +335,38 @@ def report_markdown(report: dict[str, Any], figures: Iterable[Path] = ()) -> str
         lines += ["", "## Figures", ""]
         lines += [f"![{p.stem}]({p.name})" for p in figs if p.suffix == ".png"]
     return "\n".join(lines) + "\n"
+
+
+def _certified_markdown(r: dict[str, Any]) -> list[str]:
+    """The certified bounds and, with rewards, the error estimate, as markdown lines."""
+    c = r["certified"]
+    lines = [
+        f"## Certified bounds on |Error| (level {c['level']:g}, {c['method']})",
+        "",
+        f"*{c['label']}.* sum_t Dbar_t: estimate {_fmt(c['dbar_sum_estimate'])}, upper "
+        f"confidence bound {_fmt(c['dbar_sum_ucb'])} (T_max = {c['T_max']}).",
+        "",
+        "| bound | constant | certified bound on abs(Error) |",
+        "|---|---|---|",
+        f"| Linear, published (docs/theory.md §4) | 4 | {_fmt(c['published']['bound'])} |",
+        f"| Linear, sharp (§5) | 2 | {_fmt(c['sharp']['bound'])} |",
+        f"| Linear, proved here (§9 Theorem 9.3, not the paper) | 1 | "
+        f"{_fmt(c['proved_here']['bound'])} |",
+        "",
+        "Conditions: " + "; ".join(c["proved_here"]["conditions"]) + ".",
+        "",
+    ]
+    e = r.get("error_estimate")
+    if e is not None:
+        lines += ["## Estimated error (estimates, not certificates)", "",
+                  "| quantity | estimate | interval |", "|---|---|---|"]
+        for k, name in (("error", "Error"), ("J_diff", "J_theta - J_roll"), ("L_prime", "L'")):
+            lines.append(f"| {name} | {_fmt(e[k]['estimate'])} | [{_fmt(e[k]['lo'])}, "
+                         f"{_fmt(e[k]['hi'])}] |")
+        lines += ["", f"ESS of prod_t rho_t: {_fmt(e['ess'])} of {e['n_sequences']}. "
+                  + " ".join(e["warnings"]) + " Assumptions: " + "; ".join(e["assumptions"])
+                  + ".", ""]  # fmt: skip
+    return lines
 
 
 _CSV_FIRST = ("length", "k2_max", "k3_mean", "ser", "ln_trm", "log_ppl_diff")

@@ -13,6 +13,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from trm_bounds.evaluate.certified import SequenceTerms
 from trm_bounds.evaluate.report import _CsvSink, build_report, report_markdown
 from trm_bounds.evaluate.stats import Stats, chunk_stats
 from trm_bounds.logs import FORMATS, Batch, LogFormatError, count_sequences, iter_batches
@@ -131,9 +132,12 @@ def check_options(
     ln_eps: float | None = None,
     chunk_size: int = 4096,
     n_buckets: int = 4,
+    level: float = 0.95,
 ) -> None:
     """Validate the options of :func:`evaluate` up front; one-line ``ValueError`` naming the
     first bad option and its value."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
     from trm_bounds.masking import check_ln_params, check_threshold, criterion_parts
 
     if fmt not in FORMATS:
@@ -173,6 +177,7 @@ def evaluate(
     progress: bool | None = None,
     prefetch: bool = True,
     float64: bool = False,
+    level: float = 0.95,
 ) -> dict[str, Any]:
     """Evaluate a dump end to end and write the report files into ``out_dir``; return the report.
 
@@ -192,13 +197,15 @@ def evaluate(
     evaluated (same results; peak memory three chunks instead of one: at most about 0.2 GB
     for float32 dumps and 0.4 GB for float64 at the chunk bound of
     :data:`~trm_bounds.logs.MAX_CELLS` cells). ``float64``: evaluate float32 dumps in float64
-    arithmetic (see :func:`~trm_bounds.evaluate.chunk_stats`; slower).
+    arithmetic (see :func:`~trm_bounds.evaluate.chunk_stats`; slower). ``level``: confidence
+    level of the ``certified`` section (docs/theory.md §9; per-sequence terms are kept, six
+    float64 numbers a sequence, :mod:`trm_bounds.evaluate.certified`).
     """
     from tqdm.auto import tqdm
 
     check_options(
         fmt=fmt, thresholds=thresholds, criteria=criteria, ln_delta=ln_delta, ln_eps=ln_eps,
-        chunk_size=chunk_size, n_buckets=n_buckets,
+        chunk_size=chunk_size, n_buckets=n_buckets, level=level,
     )  # fmt: skip
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
@@ -212,6 +219,7 @@ def evaluate(
         total = count_sequences(paths, fmt=fmt)
         sink = _CsvSink(tmp)
         stats = Stats()
+        terms = SequenceTerms()  # per-sequence X_i etc. for the certified section (O(N))
         try:
             quiet = progress is False or (progress is None and not sys.stderr.isatty())
             batches = iter_batches(paths, fmt=fmt, chunk_size=chunk_size, trust_pickle=trust_pickle)
@@ -240,6 +248,7 @@ def evaluate(
                         float64=float64,
                     )
                     stats = stats.merge(st)
+                    terms.add(batch)
                     sink.write(batch, cols)
                     bar.update(len(batch))
             if stats.n_sequences == 0:
@@ -255,6 +264,8 @@ def evaluate(
             ln_delta=ln_delta,
             ln_eps=ln_eps,
             inputs=[str(p) for p in paths],
+            terms=terms.arrays(),
+            level=level,
         )
         text = json.dumps(to_jsonable(report), indent=1) + "\n"
         figs: list[Path] = []

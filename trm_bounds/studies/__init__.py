@@ -17,6 +17,8 @@ study                       result file                   figures
 ``transformer_mismatch``    ``transformer_mismatch.json``  F7 (and the exported instances)
 ``demo_evaluation``         ``demo_eval/report.json``     F8
 ``tabular_verification``    ``tabular_verification.json``  (none: the bound check at scale)
+``certify_figure``          ``certify_figure.json``       F9 (reads transformer_instances.json)
+``certify_coverage``        ``certify_coverage.json``     (none: coverage of the certificates)
 ==========================  ============================  ==================================
 """
 
@@ -78,12 +80,16 @@ STUDIES: dict[str, Study] = {
               outputs_folder=True),
         Study("tabular_verification", "bound check on random tree instances",
               "tabular_verification.json"),
+        Study("certify_figure", "certified bounds against the exact error (F9)",
+              "certify_figure.json"),
+        Study("certify_coverage", "coverage of the certified bounds", "certify_coverage.json"),
     )
 }  # fmt: skip
 
 #: The studies whose result files the figures read (what ``plot --recompute`` reruns).
 FIGURE_STUDIES: tuple[str, ...] = (
     "bound_scaling", "tabular_scaling", "transformer_mismatch", "demo_evaluation",
+    "certify_figure",
 )  # fmt: skip
 
 

@@ -1,0 +1,20 @@
+"""Certified bounds on the surrogate error from sampled logprobs (docs/theory.md §9).
+
+Re-exports; imports neither torch nor matplotlib.
+"""
+
+from trm_bounds.certify.confidence import (
+    lower_confidence_bound,
+    mean_interval,
+    upper_confidence_bound,
+)
+from trm_bounds.certify.error_estimate import estimate_error
+from trm_bounds.certify.linear import certify_linear
+
+__all__ = [
+    "certify_linear",
+    "estimate_error",
+    "upper_confidence_bound",
+    "lower_confidence_bound",
+    "mean_interval",
+]
