@@ -1,4 +1,4 @@
-"""The F9 study (trm_bounds.studies.certify_figure) and its figure (docs/theory.md §9).
+"""The F10 study (trm_bounds.studies.certify_figure) and its figure (docs/theory.md §9).
 
 The study's samplers are checked against the exact engines: the sample mean of ``X`` over
 many sequences estimates the exact ``sum_t Dbar_t`` (tree engine for a transformer pair,
@@ -50,7 +50,7 @@ def test_finite_state_sampler_matches_the_dp_engine():
 
 
 def test_tiny_run_layout_and_constants(tmp_path):
-    """Every panel has the keys F9 reads; the certified medians keep the constants 4 : 2 : 1;
+    """Every panel has the keys F10 reads; the certified medians keep the constants 4 : 2 : 1;
     the exact values are the engines' (transformer pair: tree engine)."""
     args = apply_size(cf.Args, cf.SIZES, "tiny", out=str(tmp_path / "cf.json"))
     path = cf.produce(args)
@@ -74,14 +74,14 @@ def test_tiny_run_layout_and_constants(tmp_path):
         rep["bounds_published"]["unified"])
 
 
-def test_f9_draws_from_the_fixture_with_a_caption(tmp_path):
+def test_f10_draws_from_the_fixture_with_a_caption(tmp_path):
     pytest.importorskip("matplotlib")
     from trm_bounds.plot import FIGURES, render
-    from trm_bounds.plot.figures_certify import caption_f9
+    from trm_bounds.plot.figures_certify import caption_f10
 
     data = json.loads(FIXTURE.read_text())
-    cap = caption_f9(data)
+    cap = caption_f10(data)
     low = min(min(p["series"]["bound_coverage"]) for p in data["panels"].values())
     assert f"{low:.1%}" in cap and "not a certificate" in cap
-    paths = render(FIGURES["F9"], FIXTURE.parent, tmp_path, ["png"], dpi=40)
+    paths = render(FIGURES["F10"], FIXTURE.parent, tmp_path, ["png"], dpi=40)
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[0].stat().st_size > 3000

@@ -7,7 +7,7 @@
   bound needs (:mod:`trm_bounds.planner`).
 * ``exact`` -- the exact tree engine on a ``trm-oracle-instances/v1`` file.
 * ``evaluate`` -- the log evaluator on logprob dumps (``--demo``: the shipped demo dump).
-* ``plot`` -- redraw the figures F1-F9 from the result files (``--recompute``: rerun the
+* ``plot`` -- redraw the figures F1-F10 from the result files (``--recompute``: rerun the
   studies first).
 
 ``python -m trm_bounds``, ``python -m trm_bounds.evaluate`` and ``python -m trm_bounds.plot``
@@ -434,16 +434,17 @@ def _rel(p: Path) -> str:
 
 def _add_plot(sub) -> None:
     p = sub.add_parser(
-        "plot", help="redraw every figure (F1-F9) from the result files",
-        description="Redraw every figure (F1-F9) from the result files. Result files are "
+        "plot", help="redraw every figure (F1-F10) from the result files",
+        description="Redraw every figure (F1-F10) from the result files. Result files are "
                     "read from --results, else from experiments/results in a source checkout, "
                     "else from the copies shipped with the package. --recompute reruns the "
                     "studies first (small default, a few minutes) into --results, else into "
                     "experiments/results in a checkout, else into OUT/results.",
         epilog="Figures: F1/F2 bounds against T (uniform, sparse divergence), F3 exact error "
                "against the bounds, F4 the paper's table, F5 the Adaptive crossover, F6 length "
-               "bias, F7 transformer mismatch sources, F8 the log evaluator on the demo dump, F9 "
-               "certified bounds from logs against the exact error.")
+               "bias, F7 transformer mismatch sources, F8 the log evaluator on the demo dump, F9 the "
+               "exact worst-case error against T, F10 certified bounds from logs against the "
+               "exact error.")
     p.add_argument("--recompute", action="store_true",
                    help="rerun the studies (small default, a few minutes) first")
     p.add_argument("--full", action="store_true",

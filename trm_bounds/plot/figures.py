@@ -1,10 +1,10 @@
-"""The figure registry F1-F9 of trm-bounds, and :func:`render`, which draws one from its file.
+"""The figure registry F1-F10 of trm-bounds, and :func:`render`, which draws one from its file.
 
 Each ``draw_fN(data)`` takes the parsed JSON of one result file and returns a matplotlib
 ``Figure``; it never computes a bound or runs an experiment (every number it shows is in
 the file, fitted slopes included).  The drawers live by subject -- :mod:`.figures_bounds`
 (F1, F2, F4, F5, F6), :mod:`.figures_exact` (F3, F7), :mod:`.evaluate` (F8),
-:mod:`.figures_certify` (F9, with its page caption ``caption_f9``) -- and are re-exported
+:mod:`.figures_certify` (F10, with its page caption ``caption_f10``) -- and are re-exported
 here.  :data:`FIGURES` maps each figure to its result file and file name; :func:`render`
 draws one figure into a folder.
 
@@ -19,7 +19,7 @@ F5      the Adaptive route crossover                ``bound_scaling.json`` (``cr
 F6      length bias of TRM-Max, SER, LN-TRM         ``bound_scaling.json`` (``length_bias``)
 F7      transformer mismatch sources                ``transformer_mismatch.json`` (``exact``)
 F8      log evaluator on the demo dump              ``demo_eval/report.json`` (via plot.evaluate)
-F9      certified bounds against the exact error    ``certify_figure.json``
+F10     certified bounds against the exact error    ``certify_figure.json``
 ======  ==========================================  ============================================
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 
 from . import style
 from .figures_bounds import draw_f1, draw_f2, draw_f4, draw_f5, draw_f6
-from .figures_certify import caption_f9, draw_f9
+from .figures_certify import caption_f10, draw_f10
 from .figures_exact import draw_f3, draw_f7
 from .result_file import ResultFileError
 
@@ -49,8 +49,8 @@ __all__ = [
     "draw_f6",
     "draw_f7",
     "draw_f8",
-    "draw_f9",
-    "caption_f9",
+    "draw_f10",
+    "caption_f10",
     "ResultFileError",
 ]
 
@@ -130,10 +130,10 @@ FIGURES: dict[str, FigureSpec] = {
             "F8", "f8_demo_eval", "demo_eval/report.json", None, "log evaluator on the demo dump"
         ),
         FigureSpec(
-            "F9",
-            "f9_certified_bounds",
+            "F10",
+            "f10_certified_bounds",
             "certify_figure.json",
-            draw_f9,
+            draw_f10,
             "certified bounds from logs against the exact error",
         ),
     )

@@ -1,4 +1,4 @@
-r"""Figure F9: what a log certifies, against the exact error (docs/theory.md §9).
+r"""Figure F10: what a log certifies, against the exact error (docs/theory.md §9).
 
 Drawn from ``certify_figure.json`` (:mod:`trm_bounds.studies.certify_figure`): per panel,
 against the number of sequences ``N`` or the horizon ``T``, the certified Linear bounds
@@ -17,13 +17,13 @@ import numpy as np
 from .result_file import as_array, get_field
 from .style import BOUND_COLORS, ERROR_STYLE, figure, styled
 
-__all__ = ["draw_f9", "caption_f9"]
+__all__ = ["draw_f10", "caption_f10"]
 
 _TITLES = {"transformer": "transformer pair", "finite_state": "finite-state, uniform divergence"}
 
 
-def caption_f9(data: dict) -> str:
-    """The caption text of F9 for a page (not drawn on the figure), from the result file."""
+def caption_f10(data: dict) -> str:
+    """The caption text of F10 for a page (not drawn on the figure), from the result file."""
     lvl, method, reps = data.get("level"), data.get("method"), data.get("reps")
     panels = get_field(data, "panels", source="certify_figure.json").values()
     cov = min(min(as_array(p["series"]["bound_coverage"])) for p in panels)
@@ -81,8 +81,8 @@ def _panel(ax: Any, name: str, p: dict) -> None:
 
 
 @styled
-def draw_f9(data: dict) -> Any:
-    """F9: certified bounds, exact and estimated error, and the conditional ``B*``.
+def draw_f10(data: dict) -> Any:
+    """F10: certified bounds, exact and estimated error, and the conditional ``B*``.
 
     Reads ``panels: {name: {"family", "axis", "x", "T", "N", "exact": {...},
     "series": {...}}}`` and ``level``, ``method``, ``reps`` from certify_figure.json (layout

@@ -17,7 +17,7 @@ study                       result file                   figures
 ``transformer_mismatch``    ``transformer_mismatch.json``  F7 (and the exported instances)
 ``demo_evaluation``         ``demo_eval/report.json``     F8
 ``tabular_verification``    ``tabular_verification.json``  (none: the bound check at scale)
-``certify_figure``          ``certify_figure.json``       F9 (reads transformer_instances.json)
+``certify_figure``          ``certify_figure.json``       F10 (reads transformer_instances.json)
 ``certify_coverage``        ``certify_coverage.json``     (none: coverage of the certificates)
 ==========================  ============================  ==================================
 """
@@ -80,7 +80,7 @@ STUDIES: dict[str, Study] = {
               outputs_folder=True),
         Study("tabular_verification", "bound check on random tree instances",
               "tabular_verification.json"),
-        Study("certify_figure", "certified bounds against the exact error (F9)",
+        Study("certify_figure", "certified bounds against the exact error (F10)",
               "certify_figure.json"),
         Study("certify_coverage", "coverage of the certified bounds", "certify_coverage.json"),
     )
