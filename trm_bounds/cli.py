@@ -305,6 +305,7 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             chunk_size=args.chunk_size, trust_pickle=args.trust_pickle,
             n_buckets=args.buckets, draw_figures=draw,
             progress=False if args.quiet else None, float64=args.float64, level=args.level,
+            engine=args.engine, address=args.address, html=not args.no_html,
         )  # fmt: skip
     except (LogFormatError, ValueError, OSError) as exc:
         if created:  # nothing partial: remove the folder this run created, if still empty
@@ -324,8 +325,8 @@ def _evaluate_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="evaluate logged trainer/rollout logprobs",
         description="Evaluate logged trainer/rollout logprobs: TRM criteria, metrics, bounds "
-                    "(docs/theory.md §6). Writes report.json, report.md, sequences.csv and "
-                    "figures into --out.",
+                    "(docs/theory.md §6). Writes report.json, report.md, report.html, "
+                    "sequences.csv and figures into --out.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dump", nargs="*", help="files, directories or globs (one dataset)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
@@ -350,6 +351,13 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--float64", action="store_true",
                    help="float64 arithmetic for float32 dumps (default: the dump's precision)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-html", action="store_true", help="write no report.html")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default), or ray: one Ray task per shard (pip install "
+                        "'trm-bounds[ray]')")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join with --engine ray: auto, or ray://HOST:PORT "
+                        "(default: start a local one)")
     p.set_defaults(run=_evaluate)
 
 

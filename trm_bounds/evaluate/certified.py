@@ -29,11 +29,38 @@ import numpy as np
 
 from trm_bounds.logs import Batch
 
-__all__ = ["SequenceTerms", "certified_section", "error_section", "thresholds_section",
-           "verdict"]  # fmt: skip
+__all__ = ["SequenceTerms", "sequence_columns", "TERM_COLUMNS", "certified_section",
+           "error_section", "thresholds_section", "verdict"]  # fmt: skip
 
 #: Cells per block of the per-chunk pass.
 _BLOCK_CELLS = 1 << 20
+
+
+#: The per-sequence columns :func:`sequence_columns` adds to a chunk's columns.
+TERM_COLUMNS = ("cert:length", "cert:x", "cert:S", "cert:U")
+
+
+def sequence_columns(batch: Batch) -> dict[str, np.ndarray]:
+    """Per-sequence ``T_i, X_i, S_i, U_i`` of one canonical chunk (prefix masks, validated), as
+    columns named :data:`TERM_COLUMNS`; computed where the chunk is read (a Ray worker or this
+    process), so only ``4 B`` floats travel."""
+    from trm_bounds.certify.samples import divergence_terms
+
+    B, T = batch.log_probs.shape
+    step = max(1, _BLOCK_CELLS // max(T, 1))
+    parts = []
+    for i in range(0, B, step):
+        m = batch.response_mask[i : i + step]
+        lp = batch.log_probs[i : i + step].astype(np.float64)
+        lr = batch.rollout_log_probs[i : i + step].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            r = np.where(m, lp - np.where(m, lr, 0.0), 0.0)  # (b, T); -inf allowed
+        with np.errstate(over="ignore"):
+            u = np.where(m, np.expm1(r), 0.0).sum(axis=1)
+        parts.append((m.sum(axis=1).astype(np.float64),
+                      divergence_terms(r, m).sum(axis=1), r.sum(axis=1), u))  # fmt: skip
+    cols = [np.concatenate(c) if parts else np.zeros(0) for c in zip(*parts, strict=True)]
+    return dict(zip(TERM_COLUMNS, cols or [np.zeros(0)] * 4, strict=True))
 
 
 class SequenceTerms:
@@ -43,22 +70,9 @@ class SequenceTerms:
         self._parts: list[tuple[np.ndarray, ...]] = []
         self._rewards: list[np.ndarray] | None = []
 
-    def add(self, batch: Batch) -> None:
-        """Append the sequences of one canonical chunk (prefix masks, no NaN: validated)."""
-        from trm_bounds.certify.samples import divergence_terms
-
-        B, T = batch.log_probs.shape
-        step = max(1, _BLOCK_CELLS // max(T, 1))
-        for i in range(0, B, step):
-            m = batch.response_mask[i : i + step]
-            lp = batch.log_probs[i : i + step].astype(np.float64)
-            lr = batch.rollout_log_probs[i : i + step].astype(np.float64)
-            with np.errstate(invalid="ignore"):
-                r = np.where(m, lp - np.where(m, lr, 0.0), 0.0)  # (b, T); -inf allowed
-            with np.errstate(over="ignore"):
-                u = np.where(m, np.expm1(r), 0.0).sum(axis=1)
-            self._parts.append((m.sum(axis=1).astype(np.float64),
-                                divergence_terms(r, m).sum(axis=1), r.sum(axis=1), u))  # fmt: skip
+    def add(self, batch: Batch, cols: dict[str, np.ndarray]) -> None:
+        """Append one chunk: its :func:`sequence_columns` (in ``cols``) and its rewards."""
+        self._parts.append(tuple(cols[k] for k in TERM_COLUMNS))
         if self._rewards is not None:
             if batch.reward is None:
                 self._rewards = None

@@ -13,7 +13,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from trm_bounds.evaluate.certified import SequenceTerms
+from trm_bounds.evaluate.certified import SequenceTerms, sequence_columns
 from trm_bounds.evaluate.report import _CsvSink, build_report, report_markdown
 from trm_bounds.evaluate.stats import Stats, chunk_stats
 from trm_bounds.logs import FORMATS, Batch, LogFormatError, count_sequences, iter_batches
@@ -70,6 +70,24 @@ def _prefetch(items: Iterable[_Item], depth: int = 1) -> Iterator[_Item]:
     finally:
         stop.set()
         worker.join()
+
+
+def _local_chunks(
+    batches: Iterator[Batch], opts: Mapping[str, Any]
+) -> Iterator[tuple[Batch, Stats, dict[str, Any]]]:
+    """``(batch, *evaluate_chunk(batch))`` per chunk; closing this closes ``batches``."""
+    with closing(batches):
+        for b in batches:
+            yield (b, *evaluate_chunk(b, opts))
+
+
+def evaluate_chunk(batch: Batch, opts: Mapping[str, Any]) -> tuple[Stats, dict[str, Any]]:
+    """One chunk's mergeable statistics and per-sequence columns: :func:`chunk_stats`'s, plus
+    the certificate's terms (:func:`~trm_bounds.evaluate.certified.sequence_columns`); the
+    one per-chunk step of every engine."""
+    st, cols = chunk_stats(batch, **opts)
+    cols.update(sequence_columns(batch))
+    return st, cols
 
 
 def demo_dump_path() -> Path:
@@ -178,6 +196,9 @@ def evaluate(
     prefetch: bool = True,
     float64: bool = False,
     level: float = 0.95,
+    engine: str = "local",
+    address: str | None = None,
+    html: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a dump end to end and write the report files into ``out_dir``; return the report.
 
@@ -200,6 +221,11 @@ def evaluate(
     arithmetic (see :func:`~trm_bounds.evaluate.chunk_stats`; slower). ``level``: confidence
     level of the ``certified`` section (docs/theory.md §9; per-sequence terms are kept, six
     float64 numbers a sequence, :mod:`trm_bounds.evaluate.certified`).
+    ``engine``: ``"local"`` (this process) or ``"ray"`` (one Ray task per shard, merged here;
+    :mod:`trm_bounds.evaluate.ray_engine`; ``address`` as for ``ray.init``: None starts a local
+    cluster, ``"auto"`` or ``"ray://host:port"`` joins one). Same report, same decisions and
+    counts; float sums agree to about ``2^-106`` relative. ``html``: also write the
+    self-contained ``report.html`` (:mod:`trm_bounds.evaluate.html`).
     """
     from tqdm.auto import tqdm
 
@@ -207,6 +233,10 @@ def evaluate(
         fmt=fmt, thresholds=thresholds, criteria=criteria, ln_delta=ln_delta, ln_eps=ln_eps,
         chunk_size=chunk_size, n_buckets=n_buckets, level=level,
     )  # fmt: skip
+    from trm_bounds.evaluate.ray_engine import ENGINES
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         raise ValueError("path: no dump given")
@@ -222,13 +252,28 @@ def evaluate(
         terms = SequenceTerms()  # per-sequence X_i etc. for the certified section (O(N))
         try:
             quiet = progress is False or (progress is None and not sys.stderr.isatty())
-            batches = iter_batches(paths, fmt=fmt, chunk_size=chunk_size, trust_pickle=trust_pickle)
+            opts = dict(
+                thresholds=thresholds, criteria=criteria, ln_delta=ln_delta, ln_eps=ln_eps,
+                float64=float64,
+            )  # fmt: skip
+            if engine == "ray":
+                from trm_bounds.evaluate.ray_engine import ray_chunks
+
+                chunks = ray_chunks(
+                    paths, fmt=fmt, chunk_size=chunk_size, trust_pickle=trust_pickle,
+                    address=address, **opts,
+                )  # fmt: skip
+            else:
+                batches = iter_batches(
+                    paths, fmt=fmt, chunk_size=chunk_size, trust_pickle=trust_pickle
+                )
+                chunks = _local_chunks(_prefetch(batches) if prefetch else batches, opts)
             with (
                 tqdm(total=total, unit="seq", disable=quiet, leave=False, desc="evaluate") as bar,
-                closing(_prefetch(batches) if prefetch else batches) as stream,  # stops the thread
+                closing(chunks),  # stops the prefetch thread / the Ray tasks
             ):
                 first: Batch | None = None
-                for batch in stream:
+                for batch, st, cols in chunks:
                     if first is None:
                         first = batch
                         has_dist = batch.logits is not None or batch.topk is not None
@@ -239,16 +284,8 @@ def evaluate(
                             "logits",
                             "distributions are present in some shards and missing in others",
                         )
-                    st, cols = chunk_stats(
-                        batch,
-                        thresholds=thresholds,
-                        criteria=criteria,
-                        ln_delta=ln_delta,
-                        ln_eps=ln_eps,
-                        float64=float64,
-                    )
                     stats = stats.merge(st)
-                    terms.add(batch)
+                    terms.add(batch, cols)
                     sink.write(batch, cols)
                     bar.update(len(batch))
             if stats.n_sequences == 0:
@@ -274,10 +311,16 @@ def evaluate(
             fig_dir.mkdir()
             figs = [Path(p) for p in draw_figures(json.loads(text), fig_dir)]
         atomic_write_text(tmp / "report.md", report_markdown(report, figs))
+        if html:
+            from trm_bounds.evaluate.html import report_html
+
+            atomic_write_text(tmp / "report.html", report_html(report, figs))
         # every output exists: move them into place, report.json last
         for p in figs:
             os.replace(p, out / p.name)
         os.replace(tmp / "report.md", out / "report.md")
+        if html:
+            os.replace(tmp / "report.html", out / "report.html")
         os.replace(tmp / "sequences.csv", out / "sequences.csv")
         atomic_write_text(out / "report.json", text)
         ok = True

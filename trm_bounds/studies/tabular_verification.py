@@ -18,6 +18,7 @@ Usage::
 
     python experiments/tabular_verification.py            # ~ a few thousand, < 1 min
     python experiments/tabular_verification.py --full     # more instances, longer search
+    python experiments/tabular_verification.py --engine ray [--address auto]
 
 (or ``python -m trm_bounds.studies.tabular_verification`` with the same flags).
 """
@@ -60,6 +61,8 @@ class Args:
     search_iters: int = 100  # hill-climb steps per (bound, T, restart)
     search_restarts: int = 2  # alternating near-uniform and near-deterministic starts
     search_T: tuple[int, ...] = (2, 3, 4, 5)
+    engine: str = "local"  # local, or ray: the sweep's instances checked in Ray tasks
+    address: str | None = None  # Ray address (None: start a local cluster; auto; ray://...)
 
 
 #: Size preset ``--full``: ten times the instances, a longer search.
@@ -92,8 +95,53 @@ def draw_shape(rng: np.random.Generator, max_sequences: int) -> tuple[int, int, 
     return V, int(rng.integers(1, T_max + 1)), int(rng.integers(1, 3))
 
 
+def check_instances(jobs: list[tuple[str, int, int, int, int]]) -> list[dict]:
+    """Per job ``(kind, V, T, n_prompts, seed)``: the instance built from its seed and the
+    numbers :func:`verify` aggregates (``|Error|``, ``max_R |Error|``, the two gaps, the bounds).
+
+    A pure function of its jobs, so it runs unchanged as a Ray task (``--engine ray``): only
+    the seeds travel, the instances are generated where they are checked.
+    """
+    out = []
+    for kind, V, T, n, seed in jobs:
+        if kind == "raw":
+            inst = raw_instance(np.random.default_rng(seed), V, T, n)
+        else:
+            inst = GENERATORS[kind](seed, V, T, n)
+        rep = exact_report(inst)
+        out.append({
+            "err": abs(rep["error"]),
+            "emax": rep["error_max_over_rewards"],
+            "err_gap": abs(rep["error"] - rep["error_identity"]),
+            "dkl_gap": abs(rep["D_KL_seq"] - rep["D_KL_seq_direct"]),
+            "published": rep["bounds_published"],
+            "sharp": rep["bounds_sharp"],
+        })  # fmt: skip
+    return out
+
+
+def _checked(args: Args, jobs: list[tuple[str, int, int, int, int]], kind: str) -> list[dict]:
+    """:func:`check_instances` here, or on Ray in tasks of ``_RAY_JOBS`` instances."""
+    if args.engine == "local":
+        return [
+            r
+            for job in progress(jobs, desc=f"verify {kind}", leave=False)
+            for r in check_instances([job])
+        ]
+    from trm_bounds.evaluate.ray_engine import ray_map
+
+    parts = [jobs[i : i + _RAY_JOBS] for i in range(0, len(jobs), _RAY_JOBS)]
+    return [r for part in ray_map(check_instances, parts, address=args.address) for r in part]
+
+
+#: Instances per Ray task (a task costs milliseconds to schedule; an instance about as much).
+_RAY_JOBS = 64
+
+
 def verify(args: Args) -> dict:
     """The random-instance sweep: violations and largest ratios per kind and bound."""
+    if args.engine not in ("local", "ray"):
+        raise ValueError(f"engine must be local or ray, got {args.engine!r}")
     rng = np.random.default_rng(args.seed)
     kinds = [*GENERATORS, "raw"]
     out: dict[str, dict] = {}
@@ -103,22 +151,19 @@ def verify(args: Args) -> dict:
         ratio = dict.fromkeys(BOUND_NAMES, 0.0)
         ratio_max = dict.fromkeys(BOUND_NAMES, 0.0)
         err_gap = dkl_gap = 0.0
-        for _ in progress(range(args.per_kind), desc=f"verify {kind}", leave=False):
+        jobs = []
+        for _ in range(args.per_kind):
             V, T, n = draw_shape(rng, args.max_sequences)
-            seed = int(rng.integers(2**32))
-            if kind == "raw":
-                inst = raw_instance(np.random.default_rng(seed), V, T, n)
-            else:
-                inst = GENERATORS[kind](seed, V, T, n)
-            rep = exact_report(inst)
-            err, emax = abs(rep["error"]), rep["error_max_over_rewards"]
-            err_gap = max(err_gap, abs(rep["error"] - rep["error_identity"]))
-            dkl_gap = max(dkl_gap, abs(rep["D_KL_seq"] - rep["D_KL_seq_direct"]))
+            jobs.append((kind, V, T, n, int(rng.integers(2**32))))
+        for rec in _checked(args, jobs, kind):
+            err, emax = rec["err"], rec["emax"]
+            err_gap = max(err_gap, rec["err_gap"])
+            dkl_gap = max(dkl_gap, rec["dkl_gap"])
             for fam in ("published", "sharp"):
-                for name, B in rep[f"bounds_{fam}"].items():
+                for name, B in rec[fam].items():
                     viol[fam][name] += int(err > B * (1 + TOL_R) + TOL_A)
                     viol_max[fam][name] += int(emax > B * (1 + TOL_R) + TOL_A)
-            for name, B in rep["bounds_sharp"].items():
+            for name, B in rec["sharp"].items():
                 if B > 0:
                     ratio[name] = max(ratio[name], err / B)
                     ratio_max[name] = max(ratio_max[name], emax / B)

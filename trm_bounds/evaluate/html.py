@@ -1,0 +1,270 @@
+"""``report.html``: the evaluation report as one self-contained page (docs/theory.md §6).
+
+The page reads only the ``report.json`` dictionary and the PNG figures drawn from it; figures
+are inlined as base64 ``data:`` URIs, there is no script and no external resource, so the file
+opens offline and can be mailed. Order: the verdict first (the certified bound and whether it
+is vacuous when the report has a ``certified`` section, the estimated error when it has one,
+acceptance at the thresholds in use), then the metrics, the criteria with their thresholds,
+the length buckets, per-step trends for runs, the observed divergences and conditional
+bounds, each figure with a caption in plain words, and the caveats, each stated once.
+
+Everything that comes from the dump or the command line (file names, sequence and prompt
+ids, criterion names, free text) is HTML-escaped, quotes included: a dump whose fields hold
+``<script>`` renders it as text.
+
+>>> page = report_html({"n_sequences": 1, "n_tokens": 2, "inputs": ["<script>x</script>"]})
+>>> "<script>" in page, "&lt;script&gt;x&lt;/script&gt;" in page
+(False, True)
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TITLE", "FIGURE_CAPTIONS", "report_html"]
+
+#: The page title (a test checks it in a real browser).
+TITLE = "trm-bounds evaluation report"
+
+#: Captions by figure file stem (:func:`trm_bounds.plot.evaluate.draw_report_figures`).
+FIGURE_CAPTIONS = {
+    "acceptance_vs_threshold": (
+        "Share of sequences the mask keeps as the threshold of each criterion varies; the "
+        "dotted line marks the threshold in use, and the height of the curve there is the "
+        "share kept now. A curve still low at its dotted line means that threshold discards "
+        "many sequences."
+    ),
+    "acceptance_by_length": (
+        "Share of sequences kept, by sequence length. Criteria that sum over tokens reject "
+        "long sequences more often; a steep fall with length is that effect."
+    ),
+    "dbar_estimate": (
+        "Average per-token divergence between trainer and rollout policies at each "
+        "position (an estimate of Dbar_t); the dashed line is the largest per-token "
+        "divergence observed (eps). Growth along the sequence means the mismatch "
+        "accumulates; the bounds grow with the sum of this curve."
+    ),
+    "hist_k2_max": (
+        "How often each value of the largest per-token k2 = r^2/2 in a sequence occurs "
+        "(log scale). A long right tail is a few tokens with a large mismatch."
+    ),
+    "hist_ser": (
+        "Distribution of the SER score (mean |ratio - 1| per sequence). Mass far right of "
+        "the threshold is what the SER criterion masks."
+    ),
+}
+
+#: Every caveat once, in a practitioner's words.
+_CAVEATS = (
+    (
+        "What is estimated",
+        "The divergences in this report (delta, eps, D_KL^seq, Dbar_t) are computed from "
+        "the logged tokens only. The maxima are lower estimates: unlogged contexts can "
+        "diverge more. The averages are unbiased estimates with sampling noise.",
+    ),
+    (
+        "What is conditional",
+        "The plug-in bounds hold only if the true divergences equal the estimates used; "
+        "because the maxima are underestimated, these bounds are optimistic, not guarantees.",
+    ),
+    (
+        "What is certified",
+        "A certified bound (when present) holds with the stated confidence under the stated "
+        "conditions (typically: sequences sampled independently from the rollout policy). It "
+        "is vacuous when it is at least 1, the range of a reward in [0, 1]: it then says "
+        "nothing the reward range did not already say.",
+    ),
+    (
+        "Acceptance",
+        "Acceptance rates are exact counts over this dump at the thresholds listed; other "
+        "thresholds give other rates (see the first figure).",
+    ),
+)
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:60rem;
+margin:1.5rem auto;padding:0 1rem;color:#1b1b1b;line-height:1.45}
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .6rem;
+text-align:left;font-variant-numeric:tabular-nums}th{background:#f3f3f3}
+.verdict{border:2px solid #555;border-radius:.4rem;padding:.6rem 1rem;background:#fafafa}
+.good{color:#17632a}.bad{color:#9b1c1c}figure{margin:1rem 0}figure img{max-width:100%}
+figcaption{font-size:.92rem;color:#333}code{background:#f3f3f3;padding:0 .2rem}
+"""
+
+
+def _e(x: Any) -> str:
+    """HTML-escape ``str(x)``, quotes included."""
+    return html.escape(str(x), quote=True)
+
+
+def _num(x: Any) -> str:
+    """A number as text (4 significant digits), anything else escaped."""
+    if isinstance(x, bool) or x is None:
+        return _e("-" if x is None else x)
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return f"{x:.4g}" if math.isfinite(x) else _e(x)
+    if isinstance(x, Mapping):
+        return ", ".join(f"{_e(k)}={_num(v)}" for k, v in x.items())
+    return _e(x)
+
+
+def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_num(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _verdict(r: Mapping[str, Any]) -> list[str]:
+    out = ['<section class="verdict" id="verdict"><h2>Verdict</h2>']
+    cert = r.get("certified")
+    if isinstance(cert, Mapping) and cert.get("bound") is not None:
+        bound = cert["bound"]
+        vac = cert.get("vacuous")
+        if vac is None and isinstance(bound, (int, float)):
+            vac = not bound < 1.0
+        cls, word = ("bad", "vacuous") if vac else ("good", "informative")
+        out.append(
+            f"<p><b>Certified error bound: {_num(bound)}</b> "
+            f'(<span class="{cls}">{word}</span>), at confidence level '
+            f"{_num(cert.get('level'))} by {_e(cert.get('method', '-'))} from "
+            f"{_num(cert.get('n_sequences'))} sequences.</p>"
+        )
+        cond = cert.get("conditions")
+        if cond:
+            items = cond if isinstance(cond, (list, tuple)) else [cond]
+            out.append("<p>It assumes: " + "; ".join(_e(c) for c in items) + ".</p>")
+    else:
+        out.append(
+            "<p>No certified bound in this report (it has no <code>certified</code> "
+            "section); the bounds below are conditional plug-in values.</p>"
+        )
+    b = r.get("bounds")
+    if isinstance(b, Mapping) and b.get("computed") and b.get("sharp"):
+        name, val = min(b["sharp"].items(), key=lambda kv: kv[1])
+        cls, word = ("bad", "vacuous") if not val < 1.0 else ("good", "informative")
+        out.append(
+            f"<p>Smallest plug-in bound (conditional, sharp constants): {_e(name)} = "
+            f'{_num(val)} (<span class="{cls}">{word}</span>).</p>'
+        )
+    verdict = r.get("verdict")
+    if isinstance(verdict, Mapping):
+        out.append(_table(("verdict", "value"), verdict.items()))
+    elif verdict is not None:
+        out.append(f"<p><b>{_e(verdict)}</b></p>")
+    for key in ("estimated_error", "error_estimate"):
+        if key in r:
+            out.append(f"<p>Estimated actual error (from rewards): {_num(r[key])}</p>")
+    crit = r.get("criteria") or {}
+    if crit:
+        out.append(f"<p>Acceptance at the thresholds in use ({_num(r.get('n_sequences'))} "
+                   "sequences):</p>")
+        out.append(_table(
+            ("criterion", "threshold", "kept"),
+            ((c, d.get("threshold"), f"{d.get('acceptance_rate', 0.0):.1%}")
+             for c, d in crit.items()),
+        ))  # fmt: skip
+    out.append("</section>")
+    return out
+
+
+def _steps(r: Mapping[str, Any]) -> list[str]:
+    """Per-step trends of a run (a list of per-step dictionaries), scalars only."""
+    steps = r.get("per_step") or r.get("steps")
+    if not isinstance(steps, list) or not steps or not isinstance(steps[0], Mapping):
+        return []
+    keys = [k for k, v in steps[0].items() if isinstance(v, (int, float, str, bool))]
+    rows = ([s.get(k) for k in keys] for s in steps if isinstance(s, Mapping))
+    return ["<h2>Per-step trends</h2>", _table(keys, rows)]
+
+
+def _figure(p: Path) -> str:
+    data = base64.b64encode(p.read_bytes()).decode("ascii")
+    cap = FIGURE_CAPTIONS.get(p.stem, p.stem.replace("_", " "))
+    return (
+        f'<figure id="fig-{_e(p.stem)}"><img alt="{_e(p.stem)}" '
+        f'src="data:image/png;base64,{data}"><figcaption>{_e(cap)}</figcaption></figure>'
+    )
+
+
+def report_html(report: Mapping[str, Any], figures: Iterable[Path] = ()) -> str:
+    """The self-contained ``report.html`` text for a ``trm-bounds-report/v1`` dictionary.
+
+    ``figures``: PNG files inlined in order, each with its caption from
+    :data:`FIGURE_CAPTIONS` (other suffixes are skipped). Sections whose keys are absent are
+    skipped; every value from the report is escaped.
+    """
+    r = report
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(TITLE)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(TITLE)}</h1>",
+        f"<p>{_num(r.get('n_sequences'))} sequences, {_num(r.get('n_tokens'))} valid response "
+        f"tokens. Inputs: {', '.join(_e(i) for i in r.get('inputs', [])) or '-'}</p>",
+    ]
+    parts += _verdict(r)
+    if r.get("metrics"):
+        parts += ["<h2>Metrics</h2>", _table(("metric", "value"), r["metrics"].items())]
+    if r.get("criteria"):
+        parts += [
+            "<h2>Criteria (accepted = kept by the mask)</h2>",
+            _table(
+                ("criterion", "threshold", "accepted", "rate"),
+                ((c, d.get("threshold"), d.get("accepted"), d.get("acceptance_rate"))
+                 for c, d in r["criteria"].items()),
+            ),
+        ]  # fmt: skip
+    buckets = r.get("length_buckets") or []
+    if buckets:
+        crit = list(buckets[0].get("acceptance_rate", {}))
+        parts += [
+            "<h2>Acceptance by length bucket</h2>",
+            _table(
+                ["lengths", "n", *crit],
+                ([f"{b['min_length']}-{b['max_length']}", b["n_sequences"],
+                  *(b["acceptance_rate"].get(c) for c in crit)] for b in buckets),
+            ),
+        ]  # fmt: skip
+    parts += _steps(r)
+    o = r.get("observed")
+    if isinstance(o, Mapping):
+        parts += [
+            "<h2>Observed divergences (lower estimates)</h2>",
+            f"<p>Source: {_e(o.get('source', '-'))}.</p>",
+            _table(("quantity", "value"), (
+                ("delta (per-token KL, max)", o.get("delta_lower_estimate")),
+                ("eps (per-token TV, max)", o.get("eps_lower_estimate")),
+                ("D_KL^seq (mean)", o.get("dkl_seq_estimate")),
+            )),
+        ]  # fmt: skip
+    b = r.get("bounds")
+    if isinstance(b, Mapping):
+        parts.append("<h2>Plug-in bounds (conditional)</h2>")
+        if b.get("computed"):
+            parts.append(f"<p>Inputs used: {_num(b.get('inputs', {}))}</p>")
+            parts += [f"<p>Adjustment: {_e(a)}</p>" for a in b.get("adjustments", [])]
+            sharp = b.get("sharp", {})
+            parts.append(_table(
+                ("bound", "published", "sharp"),
+                ((k, v, sharp.get(k)) for k, v in b.get("published", {}).items()),
+            ))  # fmt: skip
+        else:
+            parts.append(f"<p>Not computed: {_e(b.get('reason', '-'))}</p>")
+    figs = [Path(p) for p in figures if Path(p).suffix == ".png"]
+    if figs:
+        parts.append("<h2>Figures</h2>")
+        parts += [_figure(p) for p in figs]
+    parts.append('<h2>Caveats</h2><dl id="caveats">')
+    parts += [f"<dt><b>{_e(t)}</b></dt><dd>{_e(d)}</dd>" for t, d in _CAVEATS]
+    parts += ["</dl>", f"<p><small>git {_e(r.get('git_hash', '-'))}, schema "
+              f"{_e(r.get('schema', '-'))}</small></p>", "</body></html>"]  # fmt: skip
+    return "\n".join(parts) + "\n"
