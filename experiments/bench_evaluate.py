@@ -23,6 +23,13 @@ Three figures, written to ``experiments/results/bench_evaluate.json``:
    loading (``prefetch=True``) and without it; plus the floor set by the parquet decoding
    alone (pyarrow ``iter_batches`` over both columns, its own thread pool).
 
+5. **threads**: :func:`~trm_bounds.masking.sequence_mask` idle and beside a competing process
+   that the benchmark starts itself (one spinning core), with the library default (one torch
+   thread) and with torch's default (one thread per core); ``busy_over_idle`` per setting.
+   The verl peer (1.) also runs beside that competing process, at torch's default threads.
+6. **memory**: peak RSS (``VmHWM``) of ``evaluate()`` in a fresh interpreter on parquet dumps
+   of ``--mem-tokens`` valid tokens (default 2e6, 6e6, 2e7).
+
 All timings are medians of ``--repeats`` runs in one invocation on a shared machine.
 
 Usage: ``python experiments/bench_evaluate.py [--full] [--skip-e2e] [--out PATH]``.
@@ -37,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +153,7 @@ def bench_verl(args, lp, rlp, mask) -> dict:
                 str(args.repeats),
                 CRIT,
                 VERL_THRESHOLD,
-                str(torch.get_num_threads()),
+                str(args.verl_threads or os.cpu_count() or 1),  # torch's default: every core
             ],
             capture_output=True,
             text=True,
@@ -183,6 +191,80 @@ def bench_verl(args, lp, rlp, mask) -> dict:
         accepted_fraction_parts={k: float(v.float().mean()) for k, v in parts.items()},
     )
     return res
+
+
+@contextmanager
+def busy_neighbour(on: bool = True):
+    """A competing process (one core spinning) for the duration of the block."""
+    if not on:
+        yield None
+        return
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.5)  # let the scheduler see it
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def bench_threads(args, lp, rlp, mask) -> dict:
+    """``sequence_mask`` idle and beside a competing process started here: the library default
+    (one torch thread, ``trm_bounds.masking._tensors.CPU_THREADS``) against torch's default
+    (one thread per core)."""
+    from trm_bounds.masking import sequence_stats as stats_fn
+
+    out: dict = {"B": lp.shape[0], "T": lp.shape[1], "cpu_count": os.cpu_count()}
+
+    def ours():
+        return sequence_mask(lp, rlp, mask, [CRIT])
+
+    def torch_default():
+        torch.set_num_threads(os.cpu_count() or 1)
+        st = stats_fn(lp, rlp, mask, threads=None)
+        return decide(st, {"seq_max_k2": 0.05, "seq_mean_k3": 0.001}, [CRIT])
+
+    for name, fn in (("library_default_1_thread", ours), ("torch_default_threads", torch_default)):
+        fn()
+        idle, t_idle = timed(fn, args.repeats)
+        with busy_neighbour():
+            busy, t_busy = timed(fn, args.repeats)
+        out[name] = {"idle_median_s": idle, "busy_median_s": busy, "busy_over_idle": busy / idle,
+                     "idle_times_s": t_idle, "busy_times_s": t_busy}  # fmt: skip
+    torch.set_num_threads(1)
+    return out
+
+
+def bench_memory(args) -> dict:
+    """Peak RSS (``VmHWM``) of ``evaluate()`` in a fresh interpreter per size, on parquet dumps
+    of growing size (``ru_maxrss`` is not used: Linux keeps the parent's peak across exec)."""
+    sizes = [int(float(x)) for x in args.mem_tokens.split(",")]
+    rows = []
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from trm_bounds.evaluate import evaluate\n"
+        "evaluate(sys.argv[1], Path(sys.argv[2]), progress=False)\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+        "print(int(hwm.split()[1]))\n"  # kB; ru_maxrss would carry the parent's across exec
+    )
+    for n in sizes:
+        with tempfile.TemporaryDirectory(dir=args.tmpdir) as tmp:
+            path = Path(tmp) / "dump.parquet"
+            n_tok, _ = write_parquet(path, n, 8192, args.seed + 2000)
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-c", code, str(path), str(Path(tmp) / "o")],
+                                  capture_output=True, text=True, cwd=Path(__file__).parents[1])  # fmt: skip
+            wall = time.perf_counter() - t0
+            if proc.returncode:
+                return {"failed": proc.stderr.strip().splitlines()[-1]}
+            rss = int(proc.stdout.split()[-1]) * 1024  # VmHWM (peak RSS of this process), kB
+            rows.append({"valid_tokens": n_tok, "peak_rss_bytes": rss, "wall_s": wall,
+                         "parquet_bytes": path.stat().st_size})  # fmt: skip
+    return {
+        "rows": rows,
+        "largest_over_smallest_rss": rows[-1]["peak_rss_bytes"] / rows[0]["peak_rss_bytes"],
+        "target": "largest/smallest <= 1.3 and largest < 1 GB",
+    }
 
 
 def bench_suite(args, lp, rlp, mask) -> dict:
@@ -306,7 +388,7 @@ def bench_e2e(args) -> dict:
             for _ in range(args.e2e_repeats):
                 t0 = time.perf_counter()
                 report = evaluate(
-                    path, Path(tmp) / "out", progress=True, prefetch=prefetch
+                    path, Path(tmp) / "out", progress=True, prefetch=prefetch, overwrite=True
                 )
                 times.append(time.perf_counter() - t0)
                 assert report["n_tokens"] == n_tok, (report["n_tokens"], n_tok)
@@ -342,7 +424,14 @@ def main(argv=None) -> int:
     ap.add_argument("--e2e-repeats", type=int, default=3, help="evaluate() runs per setting")
     ap.add_argument("--skip-e2e", action="store_true")
     ap.add_argument("--skip-verl", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--mem-tokens", default="2e6,1e7,3e7",
+                    help="parquet sizes (valid tokens) for the peak-RSS section")
+    ap.add_argument("--idle", action="store_true",
+                    help="no competing process during the verl comparison")
     ap.add_argument("--verl-python", default="/tmp/verl-venv/bin/python")
+    ap.add_argument("--verl-threads", type=int, default=0,
+                    help="torch threads of the verl peer (0: torch's default, one per core)")
     ap.add_argument("--tmpdir", default=None)
     ap.add_argument(
         "--threads",
@@ -360,7 +449,9 @@ def main(argv=None) -> int:
     if args.skip_verl:
         data["verl_peer"] = {"skipped": "--skip-verl"}
     else:
-        data["verl_peer"] = bench_verl(args, lp, rlp, mask)
+        with busy_neighbour(not args.idle):  # verl at its default threads on a busy machine
+            data["verl_peer"] = bench_verl(args, lp, rlp, mask)
+        data["verl_peer"]["busy_neighbour"] = not args.idle
     print(json.dumps({k: v for k, v in data["verl_peer"].items() if "times" not in k}))
     lpf, rlpf, maskf = make_batch(args.B, args.T, args.seed + 1, full_length=True)
     data["metric_suite"] = bench_suite(args, lpf.to(args.device), rlpf.to(args.device), maskf)
@@ -375,7 +466,15 @@ def main(argv=None) -> int:
     )
     data["exact_kl_150k"] = bench_exact_kl(args)
     print(json.dumps({k: v for k, v in data["exact_kl_150k"].items() if k != "times_s"}))
+    data["threads"] = bench_threads(args, lp, rlp, mask)
+    print(json.dumps({k: v.get("busy_over_idle") if isinstance(v, dict) else v
+                      for k, v in data["threads"].items()}))  # fmt: skip
     data["end_to_end"] = {"skipped": "--skip-e2e"} if args.skip_e2e else bench_e2e(args)
+    if "tokens_per_s" in data["end_to_end"]:
+        e = data["end_to_end"]
+        e["e2e_over_pyarrow_decode"] = e["tokens_per_s"] / e["parquet_decode_only_tokens_per_s"]
+    data["memory"] = {"skipped": "--skip-memory"} if args.skip_memory else bench_memory(args)
+    print(json.dumps({k: v for k, v in data["memory"].items()}))
     print(json.dumps({k: v for k, v in data["end_to_end"].items() if k != "runs"}))
     data["load_average_end"] = list(os.getloadavg())
     write_results(args.out, data, experiment="bench_evaluate", args=vars(args), seed=args.seed)

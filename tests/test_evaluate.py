@@ -6,6 +6,7 @@ the vectorised torch path (``trm_bounds.masking``) and of the streaming merge.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -333,8 +334,8 @@ def test_exact_distributions_give_seq_max_kl_and_observed_maxima(tmp_path):
     o = rep["observed"]
     np.testing.assert_allclose(o["max_token_kl"], kl[m].max(), RTOL, ATOL)
     np.testing.assert_allclose(o["max_token_tv"], tv[m].max(), RTOL, ATOL)
-    assert o["delta_lower_estimate"] == o["max_token_kl"]
-    assert leq(2 * o["eps_lower_estimate"] ** 2, o["delta_lower_estimate"])
+    assert o["delta_plugin"] == o["max_token_kl"]
+    assert leq(2 * o["eps_plugin"] ** 2, o["delta_plugin"])
     klmax = np.where(m, kl, 0).max(axis=1)
     assert rep["criteria"]["seq_max_kl"]["accepted"] == int((klmax <= 0.05).sum())
     assert rep["bounds"]["computed"]
@@ -391,7 +392,7 @@ def test_bounds_are_compute_bounds_of_the_reported_inputs(tmp_path):
     rep = run(tmp_path, write_npz(tmp_path / "d.npz", src))
     b = rep["bounds"]
     assert b["computed"] and "conditional" in b["label"]
-    assert "lower estimate" in rep["observed"]["label"]
+    assert "plug-in" in rep["observed"]["label"] and "NEITHER" in rep["observed"]["delta_label"]
     inp = b["inputs"]
     dbar = np.array(b["dbar_used"])
     assert np.all(dbar >= np.array(rep["dbar_estimate"])) and np.all(dbar <= inp["eps"])
@@ -423,7 +424,7 @@ def test_relation_violation_is_reported_and_adjusted(tmp_path):
     assert any("D_KL^seq" in a for a in b["adjustments"])
     np.testing.assert_allclose(b["inputs"]["delta"], (math.e - 1) ** 2 / 2, RTOL, ATOL)
     assert b["inputs"]["delta"] >= b["inputs"]["dkl_seq"] >= math.e - 2  # D_KL^seq <= T delta
-    assert rep["observed"]["delta_lower_estimate"] == 0.5
+    assert rep["observed"]["delta_plugin"] == 0.5
 
 
 def test_trainer_minus_inf_is_valid_and_fails_the_max_criteria(tmp_path):
@@ -522,7 +523,7 @@ BAD = {
                         "line 2", "rollout_logprobs"),
     "mask_shape": (lambda p: (np.savez(p / "b.npz", old_log_probs=np.zeros((2, 3)) - 1,
                                        rollout_log_probs=np.zeros((2, 3)) - 1,
-                                       response_mask=np.ones((2, 4))), p / "b.npz")[1],
+                                       response_mask=np.ones((2, 6))), p / "b.npz")[1],
                    "file", "response_mask"),
     "missing_field": (lambda p: _jsonl(p / "b.jsonl", ['{"logprobs": [-1.0]}']), "line 1",
                       "rollout_log_probs"),
@@ -569,7 +570,7 @@ def test_failure_in_a_later_shard_leaves_nothing(tmp_path, capsys):
 def test_subprocess_bad_input_and_pickle_refusal(tmp_path):
     """``python -m trm_bounds.evaluate``: a refused pickle exits 2 with one line; no report."""
     src = random_source(seed=26)
-    path = write_pt(tmp_path / "p.pt", src, meta=np.array([1.0]))
+    path = write_pt(tmp_path / "p.pt", src, meta=argparse.Namespace(a=1))  # not allow-listed
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "trm_bounds.evaluate", str(path), "--out", str(out), "--quiet"],

@@ -173,12 +173,18 @@ def test_bad_level_is_refused_before_any_work(tmp_path):
     assert "\n" not in str(exc.value) and not (tmp_path / "out").exists()
 
 
-def test_dump_without_valid_tokens_reports_why(tmp_path):
-    """Every mask entry 0: the evaluation still succeeds; the certified section says why it
-    is missing and the verdict says so in words."""
+def test_dump_without_valid_tokens_is_an_error(tmp_path):
+    """Every mask entry 0: nothing can be certified or estimated, and the evaluator refuses
+    the dump in one line (zero valid tokens is an error, not 100 % acceptance) and writes
+    nothing; the certified section alone refuses empty terms the same way."""
+    from trm_bounds.evaluate.certified import certified_section
+    from trm_bounds.logs import LogFormatError
+
     np.savez(tmp_path / "d.npz", old_log_probs=-np.ones((3, 4)), rollout_log_probs=-np.ones((3, 4)),
              response_mask=np.zeros((3, 4), bool))  # fmt: skip
-    rep = evaluate(tmp_path / "d.npz", tmp_path / "out", progress=False)
-    assert rep["certified"] == {"computed": False, "reason": "no valid response token in the dump"}
-    assert rep["verdict"]["text"].startswith("No certified bound")
-    assert "## Verdict" in (tmp_path / "out" / "report.md").read_text()
+    with pytest.raises(LogFormatError, match="no valid token") as err:
+        evaluate(tmp_path / "d.npz", tmp_path / "out", progress=False)
+    assert len(str(err.value).splitlines()) == 1
+    assert not (tmp_path / "out" / "report.json").exists()
+    with pytest.raises(ValueError, match="no valid token"):
+        certified_section({"lengths": np.zeros(3), "x": np.zeros(3)})

@@ -208,11 +208,18 @@ def test_jsonl_chunks_pad_to_their_own_width(tmp_path):
         np.testing.assert_array_equal(n, src["L"][r : r + len(c)])
 
 
+class Marker:
+    """A plain user class: not on any allow-list."""
+
+
 def test_pickle_refused_unless_trusted(tmp_path):
-    """A .pt needing arbitrary unpickling is refused by default, loaded with trust_pickle."""
+    """A .pt naming a global outside the allow-list is refused by default (one line naming
+    the global), loaded with trust_pickle; numpy arrays are on the allow-list."""
     src = random_source(seed=6)
-    path = write_pt(tmp_path / "p.pt", src, meta=np.array([1, 2, 3]))  # a numpy array: pickle
-    with pytest.raises(LogFormatError, match="trust-pickle"):
+    ok = write_pt(tmp_path / "a.pt", src, meta=np.array([1, 2, 3]))
+    assert_same(load_dataset([ok]), src)
+    path = write_pt(tmp_path / "p.pt", src, meta=Marker())
+    with pytest.raises(LogFormatError, match="Marker.*trust-pickle"):
         load_dataset([path])
     assert_same(load_dataset([path], trust_pickle=True), src)
 
@@ -302,3 +309,29 @@ def test_dump_schema_is_rendered_from_the_alias_table():
             assert f"`{n}` ({label}" in md or f"`{n}` (verl, {label}" in md, (fw, n)
     assert all(len(line) <= 79 for line in text.splitlines())
     assert len(md.splitlines()) == len(ALIASES) + 2
+
+
+@pytest.mark.parametrize("writer", [write_npz, write_pt])
+@pytest.mark.parametrize("chunk", [3, 1024])
+def test_padded_width_does_not_reach_the_canonical_arrays(tmp_path, writer, chunk):
+    """The same sequences padded to 17 or to 4,096 columns load to identical canonical arrays
+    (width = the file's longest valid sequence), whatever the chunk size."""
+    src = random_source(B=7, T=17, seed=12)
+    wide = {k: (np.pad(v, ((0, 0), (0, 4096 - 17))) if k in ("lp", "lr", "mask") else v)
+            for k, v in src.items()}  # fmt: skip
+    a = list(
+        iter_batches(
+            [writer(tmp_path / ("a." + writer.__name__[-3:].strip("_")), src)], chunk_size=chunk
+        )
+    )
+    b = list(
+        iter_batches(
+            [writer(tmp_path / ("b." + writer.__name__[-3:].strip("_")), wide)], chunk_size=chunk
+        )
+    )
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.response_mask.shape == y.response_mask.shape == (len(x), int(src["L"].max()))
+        np.testing.assert_array_equal(x.log_probs, y.log_probs)
+        np.testing.assert_array_equal(x.rollout_log_probs, y.rollout_log_probs)
+        np.testing.assert_array_equal(x.response_mask, y.response_mask)

@@ -618,3 +618,44 @@ def test_thresholds_are_validated():
     for bad in ("seq_max_k2", "nope=1", "ser=x", "ser=inf", "ser=-1"):
         with pytest.raises(ValueError):
             parse_threshold(bad)
+
+
+def test_cpu_threads_restored_and_values_independent_of_threads():
+    """sequence_stats runs with one torch thread on CPU (a busy core must not stall it) and
+    gives the caller's thread setting back; the values do not depend on the thread count."""
+    import torch
+
+    from trm_bounds.masking import sequence_stats
+
+    g = torch.Generator().manual_seed(5)
+    lp = torch.log(torch.rand(64, 3000, generator=g))
+    rlp = lp + 0.01 * torch.randn(64, 3000, generator=g)
+    m = torch.arange(3000)[None, :] < torch.randint(0, 3001, (64, 1), generator=g)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        a = sequence_stats(lp, rlp, m)
+        assert torch.get_num_threads() == 2
+        b = sequence_stats(lp, rlp, m, threads=None)
+    finally:
+        torch.set_num_threads(before)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_clamp_log_ratio_is_verl_safety_bound():
+    """clamp_log_ratio=c: every statistic is that of r clipped to [-c, c] (computed two ways)."""
+    import torch
+
+    from trm_bounds.masking import sequence_stats
+
+    lp = torch.tensor([[-float("inf"), -1.0, -30.0], [-1.0, -2.0, -3.0]], dtype=torch.float64)
+    rlp = torch.tensor([[-1.0, -1.5, -1.0], [-1.0, -2.5, -3.0]], dtype=torch.float64)
+    m = torch.ones(2, 3, dtype=torch.bool)
+    got = sequence_stats(lp, rlp, m, clamp_log_ratio=20.0, k2_sum=True)
+    r = (lp - rlp).clamp(-20.0, 20.0)
+    want = sequence_stats(r, torch.zeros_like(r), m, k2_sum=True)
+    for k in ("k2_max", "k3_max", "k3_sum", "r_sum", "r_min", "k2_sum", "ser", "ln_trm"):
+        torch.testing.assert_close(got[k], want[k], rtol=1e-12, atol=1e-12)
+    assert float(got["k2_max"][0]) == 200.0  # verl's finite k2 of a -inf trainer logprob
+    assert sequence_stats(lp, rlp, m)["k2_max"][0] == float("inf")

@@ -246,29 +246,19 @@ def _add_exact(sub) -> None:
 # ----------------------------------------------------------------------------- evaluate
 
 
-def _parse_threshold(text: str) -> tuple[str, float]:
-    from trm_bounds.masking import DEFAULT_THRESHOLDS
+def _parse_threshold(text: str) -> tuple[str, object]:
+    from trm_bounds.masking import parse_threshold
 
-    name, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expects NAME=VALUE, got {text!r}")
-    for p in name.split(","):
-        if p not in DEFAULT_THRESHOLDS:
-            raise argparse.ArgumentTypeError(
-                f"unknown criterion {p!r} (known: {', '.join(DEFAULT_THRESHOLDS)})")
     try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{name}: {value!r} is not a number") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{name}: must be finite and >= 0, got {v}")
-    return name, v
+        return parse_threshold(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from trm_bounds.evaluate import demo_dump_path, evaluate
     from trm_bounds.logs import FORMATS, LogFormatError
-    from trm_bounds.masking import DEFAULT_THRESHOLDS
+    from trm_bounds.masking import STAT_OF_CRITERION
     from trm_bounds.results import out_dir_error
 
     if args.fmt not in FORMATS:
@@ -285,9 +275,13 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if err:
             parser.error(err)
     for c in args.criteria or ():
-        if not all(p in DEFAULT_THRESHOLDS for p in c.split(",")):
+        if not all(p in STAT_OF_CRITERION for p in c.split(",")):
             parser.error(f"--criterion: unknown criterion {c!r} "
-                         f"(known: {', '.join(DEFAULT_THRESHOLDS)})")
+                         f"(known: {', '.join(STAT_OF_CRITERION)})")
+    if (args.rollout_rs is None) != (args.rollout_rs_threshold is None):
+        parser.error("--rollout-rs and --rollout-rs-threshold go together (verl's rule)")
+    if args.clamp_log_ratio is not None and not args.clamp_log_ratio > 0:
+        parser.error(f"--clamp-log-ratio: must be > 0, got {args.clamp_log_ratio}")
     if not 0 < args.level < 1:
         parser.error(f"--level: must lie in (0, 1), got {args.level}")
     if args.chunk_size < 1 or args.buckets < 1:
@@ -298,6 +292,8 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.no_figures:
         from trm_bounds.plot.evaluate import draw_report_figures as draw
     created = not args.out.exists()
+    if args.by_step or args.compare:
+        return _evaluate_runs(args, parser, dumps, draw, created)
     try:
         report = evaluate(
             dumps, args.out, fmt=args.fmt, thresholds=dict(args.threshold),
@@ -306,6 +302,8 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             n_buckets=args.buckets, draw_figures=draw,
             progress=False if args.quiet else None, float64=args.float64, level=args.level,
             engine=args.engine, address=args.address, html=not args.no_html,
+            rollout_rs=args.rollout_rs, rollout_rs_threshold=args.rollout_rs_threshold,
+            clamp_log_ratio=args.clamp_log_ratio, overwrite=args.overwrite,
         )  # fmt: skip
     except (LogFormatError, ValueError, OSError) as exc:
         if created:  # nothing partial: remove the folder this run created, if still empty
@@ -318,6 +316,41 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise CliError(str(exc), status=2) from None
     print(f"{report['n_sequences']} sequences, {report['n_tokens']} tokens -> "
           f"{Path(args.out) / 'report.json'}")
+    return 0
+
+
+def _evaluate_runs(args, parser, dumps: list, draw, created: bool) -> int:
+    """``--by-step`` (one report per training step, plus trends) and ``--compare A B``."""
+    from trm_bounds.evaluate.runs import compare, evaluate_run
+    from trm_bounds.logs import LogFormatError
+
+    if args.by_step and args.compare:
+        parser.error("--by-step and --compare exclude each other")
+    if args.compare and len(dumps) != 2:
+        parser.error(f"--compare takes exactly two dumps (A B), got {len(dumps)}")
+    opts = dict(
+        fmt=args.fmt, thresholds=dict(args.threshold), criteria=args.criteria,
+        ln_delta=args.ln_delta, ln_eps=args.ln_eps, chunk_size=args.chunk_size,
+        trust_pickle=args.trust_pickle, n_buckets=args.buckets, draw_figures=draw,
+        progress=False if args.quiet else None, float64=args.float64,
+        rollout_rs=args.rollout_rs, rollout_rs_threshold=args.rollout_rs_threshold,
+        clamp_log_ratio=args.clamp_log_ratio, overwrite=args.overwrite,
+    )  # fmt: skip
+    try:
+        if args.compare:
+            compare(dumps[0], dumps[1], args.out, **opts)
+            print(f"a: {dumps[0]}, b: {dumps[1]} -> {Path(args.out) / 'compare.json'}")
+            return 0
+        trends = None
+        if draw is not None:
+            from trm_bounds.plot.figures_runs import draw_run_figures as trends
+        res = evaluate_run(dumps, args.out, draw_trends=trends, **opts)
+    except (LogFormatError, ValueError, OSError) as exc:
+        if isinstance(exc, OSError):
+            raise CliError(f"{exc.filename or args.out}: {exc.strerror or exc}") from None
+        raise CliError(str(exc), status=2) from None
+    print(f"{len(res['steps'])} steps ({len(res['skipped_steps'])} skipped) -> "
+          f"{Path(args.out) / 'run.json'}")
     return 0
 
 
@@ -358,6 +391,22 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--address", default=None,
                    help="Ray cluster to join with --engine ray: auto, or ray://HOST:PORT "
                         "(default: start a local one)")
+    p.add_argument("--rollout-rs", default=None, metavar="OPTS",
+                   help="verl's rejection options, comma-joined (token_k1|k2|k3, "
+                        "seq_sum_k1|k2|k3, seq_mean_k1|k2|k3, seq_max_k2|k3)")
+    p.add_argument("--rollout-rs-threshold", default=None, metavar="VALUES",
+                   help="verl's thresholds: one shared or one per option, comma-joined; "
+                        "k1 options take LOWER_UPPER ratio bounds")
+    p.add_argument("--clamp-log-ratio", type=float, default=None, metavar="C",
+                   help="clip log(pi_theta/pi_roll) to [-C, C] first (20: verl's decisions "
+                        "exactly; default: a trainer logprob of -inf is infinite divergence)")
+    p.add_argument("--by-step", action="store_true",
+                   help="DUMP is a run (step files): one report per step in --out/step_N, "
+                        "run.json and trend figures")
+    p.add_argument("--compare", action="store_true",
+                   help="two DUMPs A B side by side: --out/a, --out/b, compare.json/.md")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the report in a non-empty --out (refused otherwise)")
     p.set_defaults(run=_evaluate)
 
 

@@ -3,7 +3,9 @@ r"""Evaluate logged logprob dumps: streaming statistics and the report (docs/the
 :func:`evaluate` reads a dump (:mod:`trm_bounds.logs`) in chunks, computes mergeable
 statistics per chunk (:mod:`trm_bounds.evaluate.stats`) and writes ``report.json``,
 ``report.md`` and ``sequences.csv`` (:mod:`trm_bounds.evaluate.report`). The command line is
-``trm-bounds evaluate`` (or ``python -m trm_bounds.evaluate``).
+``trm-bounds evaluate`` (or ``python -m trm_bounds.evaluate``). :func:`evaluate_run` evaluates a run step by step
+(``--by-step``) and :func:`compare` two dumps side by side (``--compare A B``)
+(:mod:`trm_bounds.evaluate.runs`).
 
 >>> import numpy as np
 >>> from trm_bounds.logs import Batch
@@ -23,6 +25,7 @@ from trm_bounds.evaluate.run import (
     demo_dump_path,
     evaluate,
 )
+from trm_bounds.evaluate.runs import compare, evaluate_run, steps_of_run, summary_row
 from trm_bounds.evaluate.stats import HIST_EDGES, SCORES, Stats, chunk_stats
 
 __all__ = [
@@ -38,4 +41,8 @@ __all__ = [
     "build_report",
     "report_markdown",
     "demo_dump_path",
+    "evaluate_run",
+    "compare",
+    "steps_of_run",
+    "summary_row",
 ]

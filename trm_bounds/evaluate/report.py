@@ -1,7 +1,8 @@
 """The evaluation report: ``report.json`` (schema ``trm-bounds-report/v1``), ``report.md``
 and the streamed per-sequence ``sequences.csv`` (docs/theory.md §6, §9).
 
-The observed divergences are lower estimates (maxima over the logged tokens only); the bounds
+The observed divergences are plug-in values (maxima over the logged tokens only; with
+sampled tokens only, neither lower bounds nor unbiased estimates); the bounds
 are the plug-in bounds of :func:`trm_bounds.bounds.plugin_bounds` at those estimates,
 conditional on them.  The ``certified`` section holds bounds on ``|Error|`` that are true at
 a stated confidence level with no assumption on the maxima (docs/theory.md §9), and
@@ -40,7 +41,7 @@ def _thresholds(overrides: Mapping[str, float] | None) -> dict[str, float]:
     th = dict(DEFAULT_THRESHOLDS)
     for k, v in (overrides or {}).items():
         for p in criterion_parts(k):
-            th[p] = check_threshold(k, v)
+            th[p] = check_threshold(p, v)
     return th
 
 
@@ -87,22 +88,38 @@ def _observed_and_bounds(s: Stats, dbar: np.ndarray) -> tuple[dict[str, Any], di
     if s.kl_max is not None and s.topk_max is None:
         source = "exact token KL/TV from full distributions"
         delta, eps = s.kl_max, min(1.0, s.tv_max)
+        d_label = "max over logged contexts of the exact KL(roll || theta): a lower bound on delta"
+        e_label = "max over logged contexts of the exact TV: a lower bound on eps"
     elif s.topk_max is not None:
         source = "guaranteed lower bounds on token KL/TV from top-k (tail mass)"
         delta, eps = s.topk_max["kl_lower"], min(1.0, s.topk_max["tv_lower"])
+        d_label = "max over logged contexts of a guaranteed lower bound on the KL: delta >= it"
+        e_label = "max over logged contexts of a guaranteed lower bound on the TV: eps >= it"
     else:
         source = "maximum sampled-token k2 = r^2/2 (no distributions given)"
         delta = s.k2_max
         eps = min(1.0, math.sqrt(delta / 2.0)) if math.isfinite(delta) else 1.0
+        d_label = (
+            "max over logged tokens of the sampled-token k2 = r^2/2: NEITHER a lower bound "
+            "NOR an unbiased estimate of any context's KL (p_roll = (0.99, 0.01), "
+            "p_theta = (0.98, 0.02) has KL 0.0031, sampling token 2 gives k2 = 0.24); a "
+            "plug-in value only, give logits or top-k logprobs for a guaranteed one"
+        )
+        e_label = (
+            "sqrt(delta_plugin / 2): Pinsker's upper bound on the TV of a context whose KL "
+            "were delta_plugin, not an estimate of eps"
+        )
     observed = {
         "label": (
-            "lower estimates: maxima over the logged tokens only; the true delta and eps are "
+            "plug-in values: maxima over the logged tokens only; the true delta and eps are "
             "maxima over every reachable context and are not estimable from samples "
-            "(docs/theory.md §6)"
+            "(docs/theory.md §6); delta_label and eps_label say what each number is"
         ),
         "source": source,
-        "delta_lower_estimate": delta,
-        "eps_lower_estimate": eps,
+        "delta_plugin": delta,
+        "eps_plugin": eps,
+        "delta_label": d_label,
+        "eps_label": e_label,
         "max_token_k2": s.k2_max,
         "max_token_kl": s.kl_max,
         "max_token_tv": s.tv_max,
@@ -120,8 +137,8 @@ def _observed_and_bounds(s: Stats, dbar: np.ndarray) -> tuple[dict[str, Any], di
     bounds: dict[str, Any] = {
         "label": (
             "conditional: valid only if the true delta, eps, D_KL^seq, D_TV^seq and Dbar_t "
-            "equal the values used here; the observed maxima are lower estimates, so these "
-            "bounds are optimistic"
+            "equal the values used here; the observed values are plug-in values (see "
+            "observed.delta_label), so these bounds are not guaranteed"
         ),
     }
     if not (math.isfinite(delta) and math.isfinite(dkl_seq)):
@@ -191,6 +208,8 @@ def build_report(
     """
     if s.n_sequences == 0:
         raise ValueError("no sequences")
+    if s.n_tokens == 0:
+        raise ValueError("no valid response tokens: nothing to evaluate")
     th = _thresholds(thresholds)
     acc = s.accepted
     criteria = {}
@@ -313,8 +332,8 @@ def report_markdown(report: dict[str, Any], figures: Iterable[Path] = ()) -> str
         "",
         f"*{o['label']}.* Source: {o['source']}.",
         "",
-        f"- delta (lower estimate): {_fmt(o['delta_lower_estimate'])}",
-        f"- eps (lower estimate): {_fmt(o['eps_lower_estimate'])}",
+        f"- delta (plug-in): {_fmt(o['delta_plugin'])} -- {o['delta_label']}",
+        f"- eps (plug-in): {_fmt(o['eps_plugin'])} -- {o['eps_label']}",
         f"- D_KL^seq estimate: {_fmt(o['dkl_seq_estimate'])}",
         "",
         "## Bounds",

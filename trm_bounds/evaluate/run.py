@@ -72,6 +72,11 @@ def _prefetch(items: Iterable[_Item], depth: int = 1) -> Iterator[_Item]:
         worker.join()
 
 
+#: The files a run writes, and its figures (removed before a run with ``overwrite``).
+_OUTPUTS = ("report.json", "report.md", "report.html", "sequences.csv")
+_FIGURE_PATTERNS = ("acceptance_*.png", "acceptance_*.pdf", "dbar_estimate.*", "hist_*.*")
+
+
 def _local_chunks(
     batches: Iterator[Batch], opts: Mapping[str, Any]
 ) -> Iterator[tuple[Batch, Stats, dict[str, Any]]]:
@@ -199,6 +204,10 @@ def evaluate(
     engine: str = "local",
     address: str | None = None,
     html: bool = True,
+    rollout_rs: str | None = None,
+    rollout_rs_threshold: str | float | None = None,
+    clamp_log_ratio: float | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a dump end to end and write the report files into ``out_dir``; return the report.
 
@@ -226,8 +235,14 @@ def evaluate(
     cluster, ``"auto"`` or ``"ray://host:port"`` joins one). Same report, same decisions and
     counts; float sums agree to about ``2^-106`` relative. ``html``: also write the
     self-contained ``report.html`` (:mod:`trm_bounds.evaluate.html`).
+    ``rollout_rs``/``rollout_rs_threshold``: verl's grammar (``"seq_max_k2,seq_mean_k3"``,
+    ``"0.002,0.001"``; :func:`~trm_bounds.masking.parse_rollout_rs`), evaluated as one more
+    criterion beside ``criteria``. ``clamp_log_ratio``: clip ``r`` to ``[-c, c]`` (20: verl's
+    decisions exactly; default: a trainer ``-inf`` is an infinite divergence).
+    ``overwrite``: an ``out_dir`` holding files is refused (:class:`OutputDirError`) unless
+    set; then the earlier report files are replaced, and removed first, so a failed run
+    leaves none of them behind. A dataset with no valid token is an error.
     """
-    from tqdm.auto import tqdm
 
     check_options(
         fmt=fmt, thresholds=thresholds, criteria=criteria, ln_delta=ln_delta, ln_eps=ln_eps,
@@ -237,15 +252,61 @@ def evaluate(
 
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if rollout_rs is not None:
+        from trm_bounds.masking import parse_rollout_rs
+
+        if rollout_rs_threshold is None:
+            raise ValueError("rollout_rs_threshold: required with rollout_rs (verl's rule)")
+        name, rs_th = parse_rollout_rs(rollout_rs, rollout_rs_threshold)
+        from trm_bounds.masking import CRITERIA
+
+        base = criteria if criteria is not None else [c for c in CRITERIA if c != "seq_max_kl"]
+        criteria = [*base, name]
+        thresholds = {**(thresholds or {}), **rs_th}
+    if clamp_log_ratio is not None and not (
+        isinstance(clamp_log_ratio, (int, float)) and clamp_log_ratio > 0
+    ):
+        raise ValueError(f"clamp_log_ratio must be > 0, got {clamp_log_ratio!r}")
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths:
         raise ValueError("path: no dump given")
-    out = Path(out_dir)
+    from trm_bounds.masking._tensors import cpu_threads
+
+    with cpu_threads():  # one torch thread: a busy core costs little (CPU_THREADS)
+        return _evaluate(
+            paths, Path(out_dir), fmt=fmt, thresholds=thresholds, criteria=criteria,
+            ln_delta=ln_delta, ln_eps=ln_eps, chunk_size=chunk_size, trust_pickle=trust_pickle,
+            n_buckets=n_buckets, draw_figures=draw_figures, progress=progress,
+            prefetch=prefetch, float64=float64, clamp_log_ratio=clamp_log_ratio,
+            overwrite=overwrite, level=level, engine=engine, address=address, html=html,
+        )  # fmt: skip
+
+
+def _evaluate(paths: list, out: Path, **kw: Any) -> dict[str, Any]:
+    """The body of :func:`evaluate` (options validated)."""
+    from tqdm.auto import tqdm
+
+    fmt, thresholds, criteria = kw["fmt"], kw["thresholds"], kw["criteria"]
+    ln_delta, ln_eps, chunk_size = kw["ln_delta"], kw["ln_eps"], kw["chunk_size"]
+    trust_pickle, n_buckets, draw_figures = kw["trust_pickle"], kw["n_buckets"], kw["draw_figures"]
+    progress, prefetch, float64 = kw["progress"], kw["prefetch"], kw["float64"]
+    clamp_log_ratio, overwrite = kw["clamp_log_ratio"], kw["overwrite"]
+    level, engine, address, html = kw["level"], kw["engine"], kw["address"], kw["html"]
+    if out.is_dir() and not overwrite:
+        found = sorted(p.name for p in out.iterdir() if not p.name.startswith(".evaluate."))
+        if found:
+            raise OutputDirError(
+                out, f"is not empty ({len(found)} entries, e.g. {found[0]}); pass --overwrite"
+            )
     tmp, created = _prepare_out_dir(out)
     ok = False
     try:
-        # a stale report from an earlier run must not survive a failed one
-        (out / "report.json").unlink(missing_ok=True)
+        # no report file of an earlier run may survive a failed one
+        for old in _OUTPUTS:
+            (out / old).unlink(missing_ok=True)
+        for pattern in _FIGURE_PATTERNS:
+            for old in out.glob(pattern):
+                old.unlink(missing_ok=True)
         total = count_sequences(paths, fmt=fmt)
         sink = _CsvSink(tmp)
         stats = Stats()
@@ -254,7 +315,7 @@ def evaluate(
             quiet = progress is False or (progress is None and not sys.stderr.isatty())
             opts = dict(
                 thresholds=thresholds, criteria=criteria, ln_delta=ln_delta, ln_eps=ln_eps,
-                float64=float64,
+                float64=float64, clamp_log_ratio=clamp_log_ratio,
             )  # fmt: skip
             if engine == "ray":
                 from trm_bounds.evaluate.ray_engine import ray_chunks
@@ -290,6 +351,11 @@ def evaluate(
                     bar.update(len(batch))
             if stats.n_sequences == 0:
                 raise LogFormatError(paths[0], "file", None, "no sequences")
+            if stats.n_tokens == 0:
+                raise LogFormatError(
+                    paths[0], "file", "response_mask",
+                    f"{stats.n_sequences} sequences but zero valid response tokens",
+                )  # fmt: skip
             sink.commit(tmp / "sequences.csv")
         except BaseException:
             sink.discard()
@@ -315,14 +381,17 @@ def evaluate(
             from trm_bounds.evaluate.html import report_html
 
             atomic_write_text(tmp / "report.html", report_html(report, figs))
-        # every output exists: move them into place, report.json last
-        for p in figs:
+        atomic_write_text(tmp / "report.json", text)
+        # every output exists: give them the user's umask, move them into place, report.json last
+        umask = os.umask(0o022)
+        os.umask(umask)
+        outputs = [*figs, tmp / "report.md", tmp / "sequences.csv"]
+        outputs += [tmp / "report.html"] if html else []
+        outputs += [tmp / "report.json"]
+        for p in outputs:
+            os.chmod(p, 0o666 & ~umask)  # mkstemp creates 0600
+        for p in outputs:
             os.replace(p, out / p.name)
-        os.replace(tmp / "report.md", out / "report.md")
-        if html:
-            os.replace(tmp / "report.html", out / "report.html")
-        os.replace(tmp / "sequences.csv", out / "sequences.csv")
-        atomic_write_text(out / "report.json", text)
         ok = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

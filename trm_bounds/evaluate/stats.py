@@ -227,6 +227,7 @@ def chunk_stats(
     ln_delta: float = 0.05,
     ln_eps: float | None = None,
     float64: bool = False,
+    clamp_log_ratio: float | None = None,
 ) -> tuple[Stats, dict[str, np.ndarray]]:
     """Statistics of one canonical chunk, and its per-sequence columns (for sequences.csv).
 
@@ -242,6 +243,7 @@ def chunk_stats(
     per-token ``k3 = expm1(r) - r`` then carries an absolute error of about ``1e-7 |r|``
     (relative ``~1e-7/|r|`` per token), the other statistics about ``1e-7`` relative.
     ``float64=True`` converts the chunk first, for float64 arithmetic throughout.
+    ``clamp_log_ratio``: clip ``r`` to ``[-c, c]`` first (verl's decisions exactly at 20).
     """
     import torch
 
@@ -275,6 +277,8 @@ def chunk_stats(
         topk_max = {k: float(v.masked_fill(~mt, 0.0).max()) for k, v in b.items()}
         token_kl = b["kl_upper"].masked_fill(~mt, 0.0)
         kl_max, tv_max = topk_max["kl_lower"], topk_max["tv_lower"]
+    if criteria is None:
+        criteria = [c for c in masking.CRITERIA if c != "seq_max_kl" or token_kl is not None]
     st = masking.sequence_stats(
         torch.from_numpy(lp),
         torch.from_numpy(lr),
@@ -284,20 +288,23 @@ def chunk_stats(
         token_kl=token_kl,
         position_sums=True,  # sum_i |rho_it - 1| per position, from the same pass
         padding_is_zero=batch.zero_padding,
+        clamp_log_ratio=clamp_log_ratio,
+        k2_sum=masking.needs_k2_sum(criteria),
     )
-    if criteria is None:
-        criteria = [c for c in masking.CRITERIA if c != "seq_max_kl" or token_kl is not None]
-    elif token_kl is None and any("seq_max_kl" in c.split(",") for c in criteria):
+    if token_kl is None and any("seq_max_kl" in c.split(",") for c in criteria):
         raise LogFormatError(
             batch.source, "file", "logits",
             "criterion seq_max_kl needs full distributions (logits) or top-k fields",
         )  # fmt: skip
     dec = masking.decide(st, thresholds, criteria)
-    pos = 0.5 * st.pop("pos_abs_dev_sum").numpy()  # (T,) sum_i |rho_it - 1| / 2, float64
+    for k in ("r_max", "r_min", "r_sum", "k2_sum"):  # decision inputs, not report columns
+        st.pop(k, None)
+    L = st["length"].numpy().astype(np.int64)
+    n_len = int(L.max()) + 1
+    # the horizon comes from the data, never the padded width: positions >= max T_i dropped
+    pos = 0.5 * st.pop("pos_abs_dev_sum").numpy()[: n_len - 1]  # (T_max,) float64
     cols = {k: v.numpy() for k, v in st.items()}
     cols["abs_log_ppl_diff"] = np.abs(cols["log_ppl_diff"])
-    L = cols["length"].astype(np.int64)
-    n_len = int(L.max()) + 1
     len_count = np.bincount(L, minlength=max(n_len, pos.shape[0] + 1)).astype(np.int64)
     # canonical masks are prefixes: the sequences reaching position t are those with T_i > t
     pos_count = len(batch) - np.cumsum(len_count)[: pos.shape[0]]

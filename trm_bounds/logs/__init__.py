@@ -11,13 +11,21 @@ Every input kind is turned into the same canonical chunk, a :class:`Batch` of ri
 - NeMo-RL ``train_data_step*.jsonl`` and a generic JSONL, one sequence per line [``jsonl``]
   (:mod:`~trm_bounds.logs.jsonl`);
 - slime ``--dump-details`` train dumps [``slime``] (:mod:`~trm_bounds.logs.slime`);
+- pickled framework objects (SkyRL ``TrainingInputBatch`` ``.pkl``, verl ``DataProto``,
+  ``TensorDict``) read by a restricted unpickler, no code executed [``pkl``, ``pt``]
+  (:mod:`~trm_bounds.logs.unpickle`);
+- every framework's field names, trained-token masks and alignment, detected from the whole
+  key set or named by ``fmt`` (``verl``, ``nemo-rl``, ``skyrl``, ``trl``, ``slime``, ``roll``,
+  ``areal``, ``openrlhf``; :mod:`~trm_bounds.logs.frameworks`);
 - optionally, next-token distributions for exact divergences (batch formats ``pt``/``npz``):
   ``logits``/``rollout_logits`` ``(B, T, V)`` (logits or full logprobs), or top-k
   ``topk_indices``/``topk_log_probs`` and ``rollout_topk_indices``/``rollout_topk_log_probs``
   ``(B, T, K)``, with an optional scalar ``vocab_size`` (without it, the KL upper bound is
   finite only where the known sets cover the vocabulary, which cannot be recognised).
 
-A directory or glob of shards is one dataset (files in sorted order). Bad input raises
+A directory or glob of shards is one dataset (files in sorted order); inside a directory,
+files without both logprob fields are skipped with one counting notice; a dataset without a
+valid token is an error. Bad input raises
 :class:`LogFormatError`, whose message is one line naming the file, the record (sequence
 index within the file, or JSONL line number) and the field.
 """
@@ -25,19 +33,32 @@ index within the file, or JSONL line number) and the field.
 from trm_bounds.logs.aliases import ALIASES, REQUIRED_FIELDS, dump_schema
 from trm_bounds.logs.batch import MAX_CELLS, MAX_LOGPROB, Batch, validate
 from trm_bounds.logs.dataset import (
+    FILE_KINDS,
     FORMATS,
     count_sequences,
     detect_format,
     iter_batches,
     load_dataset,
     resolve_paths,
+    skip_notice,
+    step_of,
 )
 from trm_bounds.logs.errors import LogFormatError
+from trm_bounds.logs.frameworks import FRAMEWORK_NAMES, FRAMEWORKS, MissingLogprobs, resolve_fields
+from trm_bounds.logs.unpickle import PickleRefused
 
 __all__ = [
     "ALIASES",
     "REQUIRED_FIELDS",
     "FORMATS",
+    "FILE_KINDS",
+    "FRAMEWORKS",
+    "FRAMEWORK_NAMES",
+    "MissingLogprobs",
+    "PickleRefused",
+    "resolve_fields",
+    "skip_notice",
+    "step_of",
     "MAX_LOGPROB",
     "MAX_CELLS",
     "Batch",

@@ -21,32 +21,36 @@ FIELDS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     "log_probs": (
         "trainer logprob log pi_theta(y_t|c_t) of each sampled token, nats",
         (
-            ("old_log_probs", "verl"),
+            ("old_log_probs", "verl, ROLL"),
             ("prev_logprobs", "NeMo-RL"),
-            ("action_log_probs", "SkyRL"),
+            ("action_log_probs", "SkyRL, OpenRLHF"),
             ("old_per_token_logps", "TRL"),
             ("log_probs", "slime"),
-            ("logprobs", "generic JSONL"),
+            ("prox_logp", "AReaL"),
+            ("logprobs", "generic JSONL; AReaL's logprobs is the rollout field"),
         ),
     ),
     "rollout_log_probs": (
         "inference-engine logprob log pi_roll(y_t|c_t) of the same token, nats",
         (
-            ("rollout_log_probs", "verl, slime"),
+            ("rollout_log_probs", "verl, slime, OpenRLHF"),
             ("generation_logprobs", "NeMo-RL"),
             ("rollout_logprobs", "SkyRL, generic JSONL"),
             ("sampling_per_token_logps", "TRL"),
+            ("infer_logprobs", "ROLL"),
         ),
     ),
     "response_mask": (
-        "1 on valid response tokens; required for padded (B,T) arrays, optional for "
-        "ragged inputs (every logged token is then valid)",
+        "1 on trained tokens; the trainable-token mask wins over the response mask; "
+        "required for padded (B,T) arrays, optional for ragged inputs (every logged "
+        "token is then valid)",
         (
-            ("response_mask", "verl"),
-            ("token_loss_mask", "NeMo-RL"),
-            ("loss_mask", "SkyRL"),
-            ("completion_mask", "TRL"),
+            ("token_loss_mask", "NeMo-RL, times sample_loss_mask"),
+            ("loss_mask", "SkyRL, AReaL"),
             ("loss_masks", "slime"),
+            ("completion_mask", "TRL, times tool_mask"),
+            ("action_mask", "OpenRLHF"),
+            ("response_mask", "verl, ROLL"),
             ("mask", ""),
         ),
     ),

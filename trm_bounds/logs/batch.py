@@ -196,14 +196,17 @@ def _finish(
     prompt_id=None,
     extra: dict[str, np.ndarray] | None = None,
     lines=None,
-    trim: bool = True,
+    trim: bool | int = True,
     vocab_size: int | None = None,
     validated: bool = False,
     zero_padding: bool = False,
 ) -> Batch:
     """Build, compact and validate one canonical chunk from padded arrays.
 
-    ``trim=False`` (batch dictionaries) keeps the file's padded width for every chunk, so
+    ``trim=True`` trims to the chunk's longest valid sequence; an integer (batch dictionaries:
+    the file's longest valid sequence) trims every chunk to that width, so the canonical arrays
+    do not depend on how wide the file was padded and per-sequence reductions see the same row
+    layout whatever the chunk size; ``trim=False`` keeps the file's padded width for every chunk, so
     per-sequence reductions see the same row layout whatever the chunk size. ``validated``:
     the caller has already checked every value (and the padding is zeros), skip
     :func:`validate`. ``zero_padding``: every cell outside the mask holds 0 (padding made
@@ -258,7 +261,12 @@ def _finish(
         validate(batch, names=names, lines=lines)
     batch = _compact(batch)
     # ragged input: drop columns past the longest sequence
-    Tm = int(batch.lengths.max()) if trim else batch.response_mask.shape[1]
+    if trim is True:
+        Tm = int(batch.lengths.max())
+    elif trim is False:
+        Tm = batch.response_mask.shape[1]
+    else:
+        Tm = max(int(trim), 1)
     if Tm < batch.response_mask.shape[1]:
         for name in ("log_probs", "rollout_log_probs", "response_mask", "logits", "rollout_logits"):
             a = getattr(batch, name)

@@ -1,8 +1,11 @@
-"""Readers for batch dictionaries of padded ``(B, T)`` arrays: ``.pt`` (``torch.save``,
-including verl ``DataProto``) and ``.npz``, with the field names of :data:`~trm_bounds.logs.ALIASES`.
+"""Readers for batch dictionaries of padded ``(B, T)`` arrays: ``.pt`` (``torch.save``),
+``.pkl`` (SkyRL ``TrainingInputBatch``, verl ``DataProto.save_to_disk``) and ``.npz``, with the
+field names and masks of each framework (:mod:`~trm_bounds.logs.frameworks`).
 
-``.pt`` files are loaded with ``torch.load(weights_only=True)`` and ``.npz`` without pickle;
-anything that needs arbitrary unpickling is refused unless ``trust_pickle=True``.
+``.pt`` files are loaded with ``torch.load(weights_only=True)``; a ``.pt`` holding framework
+objects (verl ``DataProto``, a ``TensorDict``) and every ``.pkl`` go through the restricted
+unpickler of :mod:`~trm_bounds.logs.unpickle` (no code runs, no framework needed); ``.npz``
+without pickle. Arbitrary unpickling only with ``trust_pickle=True``.
 """
 
 from __future__ import annotations
@@ -14,40 +17,50 @@ from typing import Any
 
 import numpy as np
 
-from trm_bounds.logs.aliases import _DIST_FIELDS, _TOPK_FIELDS, ALIASES, _pick, _require
+from trm_bounds.logs.aliases import _DIST_FIELDS, _TOPK_FIELDS, ALIASES, _pick
 from trm_bounds.logs.batch import MAX_CELLS, Batch, _finish
 from trm_bounds.logs.errors import LogFormatError
+from trm_bounds.logs.frameworks import apply_masks, resolve_fields
 from trm_bounds.logs.padding import _to_numpy
 from trm_bounds.logs.slime import _from_samples, _unwrap_slime
+from trm_bounds.logs.unpickle import _LEGACY_TORCH_MAGIC, harvest, load_pickled
 
 __all__: list[str] = []
 
 
 def _from_mapping(
-    d: dict[str, Any], file: Path, chunk_size: int, *, ragged_ok: bool = True
+    d: dict[str, Any],
+    file: Path,
+    chunk_size: int,
+    *,
+    ragged_ok: bool = True,
+    framework: str = "auto",
 ) -> Iterator[Batch]:
     """A batch dictionary (padded ``(B, T)`` arrays, or per-sample lists) -> chunks."""
     keys = list(d.keys())
-    klp = _require(keys, "log_probs", file, "file")
-    klr = _require(keys, "rollout_log_probs", file, "file")
-    kmask = _pick(keys, "response_mask")
-    names = {"log_probs": klp, "rollout_log_probs": klr, "response_mask": kmask or "mask"}
-    lp_raw = d[klp]
+    fields = resolve_fields(keys, framework, file)
+    names = fields.names
+    lp_raw = d[fields.log_probs]
     if isinstance(lp_raw, (list, tuple)) and ragged_ok:  # per-sample lists (slime)
-        yield from _from_samples(d, file, chunk_size, names)
+        yield from _from_samples(d, file, chunk_size, fields)
         return
     lp = _to_numpy(lp_raw)
-    lr = _to_numpy(d[klr])
-    if kmask is None:
-        if lp.ndim == 2:
-            raise LogFormatError(
-                file,
-                "file",
-                "response_mask",
-                "missing for padded (B, T) arrays "
-                f"(looked for {', '.join(ALIASES['response_mask'])})",
-            )
-    mask = _to_numpy(d[kmask]) if kmask is not None else np.ones(lp.shape, bool)
+    lr = _to_numpy(d[fields.rollout_log_probs])
+    if not fields.masks and lp.ndim == 2:
+        raise LogFormatError(
+            file,
+            "file",
+            "response_mask",
+            f"missing for padded (B, T) arrays (looked for {', '.join(ALIASES['response_mask'])})",
+        )
+    masks = [_to_numpy(d[m]) for m in fields.masks]
+    smask = _to_numpy(d[fields.sample_mask]) if fields.sample_mask else None
+    if lp.ndim == 2 and lr.ndim == 2:
+        lp, lr, mask = apply_masks(lp, lr, masks, smask, fields, file)
+    else:
+        mask = masks[0] if masks else None
+    if mask is None:
+        mask = np.ones(lp.shape, bool)
     kr, kp = _pick(keys, "reward"), _pick(keys, "prompt_id")
     reward = _to_numpy(d[kr]) if kr is not None else None
     prompt_id = d[kp] if kp is not None else None
@@ -62,7 +75,9 @@ def _from_mapping(
     vocab_size = int(np.asarray(_to_numpy(d[kv])).reshape(-1)[0]) if kv is not None else None
     B = lp.shape[0] if lp.ndim else 0
     if B == 0 or lp.size == 0:
-        raise LogFormatError(file, "file", klp, "holds no sequences")
+        raise LogFormatError(file, "file", fields.log_probs, "holds no sequences")
+    # the file's longest valid sequence: the canonical width, whatever the file's padding
+    width = int((np.asarray(mask) != 0).sum(axis=1).max()) if lp.ndim == 2 else lp.shape[-1]
     step = max(1, min(chunk_size, MAX_CELLS // max(lp.shape[-1], 1)))
     for s in range(0, B, step):
         sl = slice(s, s + step)
@@ -76,7 +91,7 @@ def _from_mapping(
             reward=None if reward is None or reward.ndim == 0 else reward[sl],
             prompt_id=None if prompt_id is None else np.asarray(prompt_id, dtype=object)[sl],
             extra={k: v[sl] for k, v in extra.items()},
-            trim=False,
+            trim=width,
             vocab_size=vocab_size,
         )
 
@@ -86,8 +101,10 @@ def _load_pt(file: Path, trust_pickle: bool) -> Any:
 
     import torch
 
+    if trust_pickle:  # arbitrary code on request; any failure (a missing framework) is one line
+        return load_pickled(file, trust_pickle=True)
     try:
-        return torch.load(file, map_location="cpu", weights_only=not trust_pickle)
+        return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if not trust_pickle and "weights_only" in str(err).lower().replace(" ", "_"):
             raise LogFormatError(
@@ -103,18 +120,57 @@ def _load_pt(file: Path, trust_pickle: bool) -> Any:
         raise LogFormatError(file, "file", None, f"truncated or corrupt .pt file ({msg})") from None
 
 
-def _iter_pt(file: Path, chunk_size: int, trust_pickle: bool, fmt: str) -> Iterator[Batch]:
-    obj = _load_pt(file, trust_pickle)
-    if hasattr(obj, "batch") and not isinstance(obj, dict):  # verl DataProto (trusted pickle)
+def _unwrap(obj: Any, file: Path) -> Any:
+    """Framework objects -> their batch dictionary (verl ``DataProto`` loaded with
+    ``--trust-pickle`` exposes ``batch`` and ``non_tensor_batch``)."""
+    obj = harvest(obj, file)
+    if hasattr(obj, "batch") and hasattr(obj, "non_tensor_batch") and not isinstance(obj, dict):
         d = dict(obj.batch.items()) if hasattr(obj.batch, "items") else {}
         d.update(getattr(obj, "non_tensor_batch", {}) or {})
         obj = d
+    elif hasattr(obj, "items") and not isinstance(obj, dict):  # a TensorDict, SkyRL batch
+        obj = dict(obj.items())
+    return obj
+
+
+def _is_plain_pickle(file: Path) -> bool:
+    """A pickle stream (not a torch zip archive): opcode PROTO, or a legacy torch file."""
+    with open(file, "rb") as fh:
+        head = fh.read(len(_LEGACY_TORCH_MAGIC))
+    return head[:1] == b"\x80" and not head.startswith(_LEGACY_TORCH_MAGIC)
+
+
+def _iter_pt(
+    file: Path, chunk_size: int, trust_pickle: bool, fmt: str, framework: str = "auto"
+) -> Iterator[Batch]:
+    if _is_plain_pickle(file):  # e.g. DataProto.save_to_disk under a .pt name
+        obj = load_pickled(file, trust_pickle=trust_pickle)
+    else:
+        try:
+            obj = _load_pt(file, trust_pickle)
+        except LogFormatError as err:
+            if trust_pickle or "refused for safety" not in err.message:
+                raise
+            obj = load_pickled(file, trust_pickle=False)  # framework objects: stand-ins
+    obj = _unwrap(obj, file)
     if not isinstance(obj, dict):
         raise LogFormatError(file, "file", None, f"expected a dict, got {type(obj).__name__}")
-    yield from _from_mapping(_unwrap_slime(obj, file, fmt), file, chunk_size)
+    fw = "slime" if fmt == "slime" and framework == "auto" else framework
+    yield from _from_mapping(_unwrap_slime(obj, file, fmt), file, chunk_size, framework=fw)
 
 
-def _iter_npz(file: Path, chunk_size: int, trust_pickle: bool) -> Iterator[Batch]:
+def _iter_pkl(file: Path, chunk_size: int, trust_pickle: bool, framework: str) -> Iterator[Batch]:
+    """A plain pickle (SkyRL ``global_step_{N}_training_input.pkl``, verl
+    ``DataProto.save_to_disk``), read with the restricted unpickler unless trusted."""
+    obj = _unwrap(load_pickled(file, trust_pickle=trust_pickle), file)
+    if not isinstance(obj, dict):
+        raise LogFormatError(file, "file", None, f"expected a batch, got {type(obj).__name__}")
+    yield from _from_mapping(_unwrap_slime(obj, file, "pkl"), file, chunk_size, framework=framework)
+
+
+def _iter_npz(
+    file: Path, chunk_size: int, trust_pickle: bool, framework: str = "auto"
+) -> Iterator[Batch]:
     try:
         with np.load(file, allow_pickle=trust_pickle) as z:
             d = {k: z[k] for k in z.files}
@@ -134,4 +190,4 @@ def _iter_npz(file: Path, chunk_size: int, trust_pickle: bool) -> Iterator[Batch
         raise LogFormatError(
             file, "file", None, f"truncated or corrupt .npz file ({err})"
         ) from None
-    yield from _from_mapping(d, file, chunk_size, ragged_ok=False)
+    yield from _from_mapping(d, file, chunk_size, ragged_ok=False, framework=framework)

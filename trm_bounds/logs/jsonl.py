@@ -1,20 +1,28 @@
-"""Reader for JSONL dumps, one sequence per line: NeMo-RL ``train_data_step*.jsonl``
-(``prev_logprobs``, ``generation_logprobs``, ``token_loss_mask`` over prompt and response)
-and the generic ``{"logprobs": [...], "rollout_logprobs": [...], "reward"?: float,
-"prompt_id"?: any}``."""
+"""Reader for JSONL dumps (plain or gzip'd ``.jsonl.gz``), one sequence per line.
+
+NeMo-RL (NVIDIA-NeMo/RL, ``nemo_rl/utils/logger.py``, ``Logger.log_batched_dict_as_jsonl``)
+writes ``{log_dir}/train_data_step{N}.jsonl`` from ``make_microbatch_iterator(1)``: every
+value is a 1-row slice (``[[...]]``, padded to the batch width) with ``prev_logprobs`` and
+``generation_logprobs`` over prompt + response, ``token_loss_mask`` 0 on the prompt, the
+padding and the tool turns, and ``sample_loss_mask`` ``[0/1]`` per sequence (multiplied in).
+``val_data_step{N}.jsonl`` holds no logprobs (skipped inside a directory). The generic line is
+``{"logprobs": [...], "rollout_logprobs": [...], "reward"?: float, "prompt_id"?: any}``."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from trm_bounds.logs.aliases import _pick, _require
+from trm_bounds.logs.aliases import _pick
 from trm_bounds.logs.batch import Batch, _check_ragged, _finish, _mask_array
 from trm_bounds.logs.errors import LogFormatError
+from trm_bounds.logs.frameworks import resolve_fields
 from trm_bounds.logs.padding import _pad_flat
 
 __all__: list[str] = []
@@ -27,7 +35,24 @@ def _flat1(v: Any) -> Any:
     return v
 
 
-def _iter_jsonl(file: Path, chunk_size: int) -> Iterator[Batch]:
+def _lines(fh: Any, file: Path) -> Iterator[bytes]:
+    """Lines of a plain or gzip'd file (gzip told by its magic bytes); a broken gzip stream
+    is one :class:`LogFormatError`."""
+    if fh.peek(2)[:2] != b"\x1f\x8b":
+        yield from fh
+        return
+    k = 0
+    try:
+        with gzip.open(fh, "rb") as gz:
+            for k, raw in enumerate(gz, start=1):  # noqa: B007 -- k names the failing line
+                yield raw
+    except (OSError, EOFError, zlib.error) as err:
+        raise LogFormatError(
+            file, f"line {k + 1}", None, f"truncated or corrupt gzip ({err})"
+        ) from None
+
+
+def _iter_jsonl(file: Path, chunk_size: int, framework: str = "auto") -> Iterator[Batch]:
     """Generic and NeMo-RL JSONL, one sequence per line (``json`` reads NaN/Infinity)."""
     names: dict[str, str] | None = None
     buf: dict[str, list] = {}
@@ -52,11 +77,13 @@ def _iter_jsonl(file: Path, chunk_size: int) -> Iterator[Batch]:
             mask = _pad_flat(mv, L, fill=False).astype(bool) & valid
         else:
             mask = valid
+        if "sample" in buf:  # NeMo-RL sample_loss_mask: whole sequences out of the loss
+            mask = mask & (np.asarray(buf["sample"])[:, None] != 0)
         rew = np.asarray(buf["reward"], dtype=np.float64) if "reward" in buf else None
         pid = np.asarray(buf["prompt_id"], dtype=object) if "prompt_id" in buf else None
         out = _finish(
             file, r0, lp, lr, mask, names, reward=rew, prompt_id=pid, lines=lines,
-            zero_padding="mask" not in buf,
+            zero_padding="mask" not in buf and "sample" not in buf,
         )  # fmt: skip
         r0 += len(line_no)
         buf.clear()
@@ -64,7 +91,7 @@ def _iter_jsonl(file: Path, chunk_size: int) -> Iterator[Batch]:
         return out
 
     with open(file, "rb") as fh:
-        for k, raw in enumerate(fh, start=1):
+        for k, raw in enumerate(_lines(fh, file), start=1):
             if not raw.strip():
                 continue
             where = f"line {k}"
@@ -78,13 +105,15 @@ def _iter_jsonl(file: Path, chunk_size: int) -> Iterator[Batch]:
                 raise LogFormatError(file, where, None, "a line must be a JSON object")
             if names is None:
                 keys = list(rec.keys())
+                fields = resolve_fields(keys, framework, file, where)
                 names = {
-                    "log_probs": _require(keys, "log_probs", file, where),
-                    "rollout_log_probs": _require(keys, "rollout_log_probs", file, where),
+                    "log_probs": fields.log_probs,
+                    "rollout_log_probs": fields.rollout_log_probs,
                 }
-                km = _pick(keys, "response_mask")
-                if km is not None:
-                    names["response_mask"] = km
+                if fields.masks:
+                    names["response_mask"] = fields.masks[0]
+                if fields.sample_mask:
+                    names["sample_mask"] = fields.sample_mask
                 for opt in ("reward", "prompt_id"):
                     ko = _pick(keys, opt)
                     if ko is not None:
@@ -116,6 +145,13 @@ def _iter_jsonl(file: Path, chunk_size: int) -> Iterator[Batch]:
                     raise LogFormatError(file, where, names["reward"], "not a number") from None
             if "prompt_id" in names:
                 buf.setdefault("prompt_id", []).append(rec.get(names["prompt_id"]))
+            if "sample_mask" in names:
+                sv = rec.get(names["sample_mask"], 1)
+                while isinstance(sv, list) and len(sv) == 1:
+                    sv = sv[0]
+                if not isinstance(sv, (int, float)) or sv not in (0, 1):
+                    raise LogFormatError(file, where, names["sample_mask"], f"not 0/1: {sv!r}")
+                buf.setdefault("sample", []).append(sv)
             line_no.append(k)
             n_records += 1
             if len(line_no) >= chunk_size:

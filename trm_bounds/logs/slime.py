@@ -1,8 +1,12 @@
-"""Reader for slime ``--dump-details`` train dumps (a ``.pt`` file read by ``torch.load``).
+"""Reader for slime ``--dump-details DIR`` dumps (``.pt`` files read by ``torch.load``).
 
-``{"rollout_data": {"log_probs": [...], "rollout_log_probs": [...], "loss_masks": [...]}}``
-with one entry per sample, or ``{"samples": [{...}, ...]}``: per-sample 1-D values of any
-length, padded here without a Python loop over tokens.
+slime (THUDM/slime, ``slime/utils/train_dump_utils.py``, ``save_debug_train_data``) writes
+``DIR/train_data/{rollout_id}_{rank}.pt`` = ``{"rollout_id", "rank", "rollout_data": {...}}``
+with per-sample lists over the response tokens: ``log_probs`` (trainer), ``rollout_log_probs``
+(SGLang), ``loss_masks``. ``DIR/rollout_data/{rollout_id}.pt`` = ``{"rollout_id", "samples":
+[sample dicts]}`` holds the rollout side only (no trainer logprob): inside a directory it is
+skipped (:class:`~trm_bounds.logs.frameworks.MissingLogprobs`). Per-sample 1-D values of any
+length are padded here without a Python loop over tokens.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 from trm_bounds.logs.aliases import _pick
 from trm_bounds.logs.batch import Batch, _check_ragged, _finish, _mask_array
 from trm_bounds.logs.errors import LogFormatError
+from trm_bounds.logs.frameworks import Fields
 from trm_bounds.logs.padding import _pad_flat, _to_numpy
 
 __all__: list[str] = []
@@ -37,11 +42,12 @@ def _unwrap_slime(obj: dict[str, Any], file: Path, fmt: str) -> dict[str, Any]:
 
 
 def _from_samples(
-    d: dict[str, Any], file: Path, chunk_size: int, names: dict[str, str]
+    d: dict[str, Any], file: Path, chunk_size: int, fields: Fields
 ) -> Iterator[Batch]:
     """Per-sample lists (slime ``rollout_data``): ``d[field][i]`` is sequence i's 1-D values."""
+    names = fields.names
     lp_list, lr_list = d[names["log_probs"]], d[names["rollout_log_probs"]]
-    kmask = _pick(list(d.keys()), "response_mask")
+    kmask = fields.masks[0] if fields.masks else None
     m_list = d[kmask] if kmask is not None else None
     n = len(lp_list)
     if n == 0:

@@ -5,16 +5,20 @@ accept/reject decisions with verl's criterion names, :func:`sequence_mask` does 
 returns batch metrics, and :func:`masked_loss` applies the mask with the normalisation by the
 total batch size. :func:`exact_token_kl` / :func:`exact_token_tv` compute exact per-position
 divergences from full logits; :func:`topk_divergence_bounds` gives guaranteed bounds from
-top-k logprobs. Importing this package does not import torch; the functions do.
+top-k logprobs. :func:`rollout_rs_mask` is verl's token-level rejection mask for every verl
+criterion (``--rollout-rs`` grammar). Importing this package does not import torch; the functions do.
 """
 
 from trm_bounds.masking.criteria import (
     CRITERIA,
     DEFAULT_THRESHOLDS,
     STAT_OF_CRITERION,
+    VERL_CRITERIA,
     check_threshold,
     criterion_parts,
     decide,
+    needs_k2_sum,
+    parse_rollout_rs,
     parse_threshold,
 )
 from trm_bounds.masking.ln_trm import check_ln_params, ln_trm_weights
@@ -26,6 +30,7 @@ from trm_bounds.masking.logits import (
 )
 from trm_bounds.masking.stats import sequence_stats
 from trm_bounds.masking.trainer import batch_metrics, masked_loss, sequence_mask
+from trm_bounds.masking.verl_rs import rollout_rs_mask
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -41,6 +46,10 @@ __all__ = [
     "criterion_parts",
     "check_threshold",
     "parse_threshold",
+    "VERL_CRITERIA",
+    "parse_rollout_rs",
+    "needs_k2_sum",
+    "rollout_rs_mask",
     "exact_token_kl",
     "exact_token_tv",
     "exact_token_divergences",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,3 +38,27 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
         if t.is_floating_point():
             dt = torch.promote_types(dt, t.dtype)
     return dt
+
+
+#: torch intra-op threads for the CPU statistics. One: every pass is memory-bound and
+#: per-row, and a multi-threaded torch op waits for its slowest thread, so one busy core on
+#: the machine made the default (all cores) 70x slower (14.7 ms -> 1,026 ms at 512 x 8192,
+#: issue 10); with one thread a busy neighbour costs what it takes from that core
+#: (``experiments/bench_evaluate.py``, section ``threads``).
+CPU_THREADS = 1
+
+
+@contextmanager
+def cpu_threads(n: int | None = CPU_THREADS) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)`` and restore the caller's setting
+    (``n=None``: leave it alone)."""
+    torch = _torch()
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -103,6 +103,7 @@ def _ln_w(
     prefix: bool,
     w_tail: torch.Tensor,
     dtype: torch.dtype,
+    clamp: float | None = None,
 ) -> torch.Tensor:
     """``W_i = sum_t |rho_t - 1| w(T_i - t)`` given ``ser_sum = sum_t |rho_t - 1|``.
 
@@ -122,6 +123,8 @@ def _ln_w(
         inwin = col >= 0
         col = col.clamp_(min=0)
         r_win = lp.gather(1, col).to(dtype) - rlp.gather(1, col).to(dtype)  # (B, K)
+        if clamp is not None:
+            r_win.clamp_(-clamp, clamp)
         e_win = torch.where(inwin, torch.expm1(r_win).abs_(), 0.0)  # (B, K) |rho - 1|
         head = torch.where(length <= K, torch.zeros_like(ser_sum), ser_sum - _row_sum(e_win))
         return head + _row_sum(e_win.mul_(w_tail))
@@ -131,4 +134,6 @@ def _ln_w(
     table = torch.cat([w_tail, w_tail.new_ones(1)])  # w(k) for k = 0..K (K stands for >= K)
     w = table[after.clamp_(min=0, max=K)]  # (B, T)
     r = torch.where(valid, lp.to(dtype) - rlp.to(dtype), 0.0)
+    if clamp is not None:
+        r.clamp_(-clamp, clamp)
     return _row_sum(torch.expm1(r).abs_().mul_(w))

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trm_bounds.masking._tensors import _as_tensor, _compute_dtype, _torch
+from trm_bounds.masking._tensors import CPU_THREADS, _as_tensor, _compute_dtype, _torch, cpu_threads
 from trm_bounds.masking.ln_trm import (
     _ln_normaliser,
     _ln_w,
@@ -88,8 +88,12 @@ def _row_sums(
     invalid: torch.Tensor | None,
     dtype: torch.dtype,
     pos_sum: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row (k2_max, sum r, sum k3, sum |rho - 1|) of one row block, eager, in place.
+    clamp: float | None = None,
+    want_k2_sum: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """Per-row (max r, min r, sum r, sum k3, sum |rho - 1|, sum k2 or None) of one row block,
+    eager, in place (invalid cells count as ``r = 0``; ``clamp``: ``r`` clipped to
+    ``[-clamp, clamp]`` first, verl's ``SAFETY_BOUND``).
 
     One pass per operation over a block-sized buffer pair (``r``, then ``e = rho - 1``; both
     stay in the L2 cache at the default block size), no other temporaries; ``k3`` overwrites
@@ -104,9 +108,11 @@ def _row_sums(
             np.copyto(r.numpy(), 0.0, where=invalid.numpy())
         else:
             r.masked_fill_(invalid, 0.0)
-    amax = torch.maximum(r.amax(dim=1), r.amin(dim=1).neg_())  # (b,) max |r|
-    k2_max = 0.5 * amax * amax
+    if clamp is not None:
+        r.clamp_(-clamp, clamp)
+    r_max, r_min = r.amax(dim=1), r.amin(dim=1)  # (b,)
     r_sum = _row_sum(r)
+    k2_sum = 0.5 * _row_sum(r * r) if want_k2_sum else None
     e = _expm1(r)  # (b, T) rho - 1
     k3_sum = _row_sum(torch.sub(e, r, out=r))  # k3 = rho - 1 - r, into r's buffer
     e.abs_()  # |rho - 1|
@@ -116,7 +122,12 @@ def _row_sums(
             pos_sum += torch.from_numpy(np.add.reduce(e.numpy(), axis=0, dtype=np.float64))
         else:
             pos_sum += e.sum(dim=0, dtype=torch.float64)
-    return k2_max, r_sum, k3_sum, ser_sum
+    return r_max, r_min, r_sum, k3_sum, ser_sum, k2_sum
+
+
+def _k3_verl(r: torch.Tensor) -> torch.Tensor:
+    """``e^r - 1 - r`` written as verl writes it (``exp(r) - 1.0 - r``, same rounding)."""
+    return _torch().exp(r) - 1.0 - r
 
 
 def _valid_length_prefix(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -151,21 +162,23 @@ def _row_sums_expr(
 ) -> tuple[torch.Tensor, ...]:
     """All per-row reductions as one pure expression (for ``torch.compile``, one fused loop).
 
-    Returns (length, sum_j j*valid_j, k2_max, sum r, sum k3, sum |rho - 1|); the second gives
+    Returns (length, sum_j j*valid_j, max r, min r, sum r, sum k3, sum |rho - 1|); the second gives
     the prefix test ``sum_j j valid_j = T_i (T_i - 1) / 2`` (true iff the valid columns are
     exactly ``0..T_i-1``, the smallest sum of ``T_i`` distinct non-negative integers).
     """
-    from trm_bounds.divergences_torch import k2, k3
+    from trm_bounds.divergences_torch import k3
 
     torch = _torch()
     valid = m != 0
     j = torch.arange(m.shape[1], device=m.device)
     r = torch.where(valid, lp.to(dtype) - rlp.to(dtype), 0.0)  # (B, T)
-    k2_max = k2(r).amax(dim=1)
     length = valid.sum(dim=1)
     possum = torch.where(valid, j, 0).sum(dim=1)
     abs_dev = torch.expm1(r).abs()  # (B, T) |rho - 1|
-    return length, possum, k2_max, r.sum(dim=1), k3(r).sum(dim=1), abs_dev.sum(dim=1)
+    return (
+        length, possum, r.amax(dim=1), r.amin(dim=1), r.sum(dim=1), k3(r).sum(dim=1),
+        abs_dev.sum(dim=1),
+    )  # fmt: skip
 
 
 _FUSED: dict[str, Any] = {}
@@ -190,6 +203,9 @@ def sequence_stats(
     fused: bool = False,
     position_sums: bool = False,
     padding_is_zero: bool = False,
+    clamp_log_ratio: float | None = None,
+    k2_sum: bool = False,
+    threads: int | None = CPU_THREADS,
 ) -> dict[str, torch.Tensor]:
     r"""Per-sequence TRM statistics from sampled-token logprobs (docs/theory.md §6).
 
@@ -232,11 +248,23 @@ def sequence_stats(
             invalid cell (so ``r = 0`` there already), which skips the masking pass (the
             canonical batches of :mod:`trm_bounds.logs` say so in ``Batch.zero_padding``).
             Garbage padding with this flag set gives wrong statistics.
+        clamp_log_ratio: clip ``r_t`` to ``[-c, c]`` before every statistic (verl clips at
+            ``c = 20``, its ``SAFETY_BOUND``; pass 20 for its decisions exactly). Default
+            None: no clipping, so a trainer logprob of ``-inf`` is an infinite divergence.
+        k2_sum: also return ``k2_sum = sum_t r_t^2/2`` (one more pass; verl's
+            ``seq_sum_k2``/``seq_mean_k2``).
+        threads: torch intra-op threads on CPU for this call (default 1,
+            :data:`~trm_bounds.masking._tensors.CPU_THREADS`: a busy neighbour core then
+            costs little instead of 70x); None keeps the caller's setting. Values do not
+            depend on it (every reduction is per row).
 
     Returns:
-        dict of ``(B,)`` tensors: ``length`` (int64), ``k2_max``, ``k3_mean``, ``k3_sum``,
-        ``ser``, ``ln_trm``, ``log_ppl_diff``; with ``token_kl``, ``kl_max``; with
-        ``position_sums``, ``pos_abs_dev_sum`` of shape ``(T,)``.
+        dict of ``(B,)`` tensors: ``length`` (int64), ``k2_max``, ``k3_max``
+        (``max_t e^{r_t} - 1 - r_t``), ``r_max``, ``r_min``, ``r_sum``, ``k3_mean``,
+        ``k3_sum``, ``ser``, ``ln_trm``, ``log_ppl_diff``; with ``token_kl``, ``kl_max``;
+        with ``k2_sum``, ``k2_sum``; with ``position_sums``, ``pos_abs_dev_sum`` of shape
+        ``(T,)``. ``r_max``/``r_min`` of a row with padding include the padding's ``r = 0``
+        (so ``k2_max``, ``k3_max`` are exact: both are 0 at ``r = 0`` and never negative).
 
     >>> import torch
     >>> s = sequence_stats(torch.tensor([[-1.0, -2.0, 0.0]]), torch.tensor([[-1.0, -2.1, 5.0]]),
@@ -244,9 +272,36 @@ def sequence_stats(
     >>> round(float(s["k2_max"][0]), 6), int(s["length"][0])
     (0.005, 2)
     """
+    lp = _as_tensor(log_probs).detach()
+    if lp.device.type != "cpu":
+        threads = None
+    with cpu_threads(threads):
+        return _sequence_stats(
+            lp, rollout_log_probs, response_mask, ln_delta=ln_delta, ln_eps=ln_eps,
+            token_kl=token_kl, block_elements=block_elements, fused=fused,
+            position_sums=position_sums, padding_is_zero=padding_is_zero,
+            clamp_log_ratio=clamp_log_ratio, k2_sum=k2_sum,
+        )  # fmt: skip
+
+
+def _sequence_stats(
+    lp: torch.Tensor,
+    rollout_log_probs: Any,
+    response_mask: Any,
+    *,
+    ln_delta: float,
+    ln_eps: float | None,
+    token_kl: Any,
+    block_elements: int | None,
+    fused: bool,
+    position_sums: bool,
+    padding_is_zero: bool,
+    clamp_log_ratio: float | None,
+    k2_sum: bool,
+) -> dict[str, torch.Tensor]:
+    """The body of :func:`sequence_stats` (``lp`` already a detached tensor)."""
     torch = _torch()
     ln_delta, ln_eps = check_ln_params(ln_delta, ln_eps)
-    lp = _as_tensor(log_probs).detach()
     rlp = _as_tensor(rollout_log_probs, lp.device).detach()
     m = _as_tensor(response_mask, lp.device).detach()
     if lp.ndim != 2 or lp.shape != rlp.shape or lp.shape != m.shape:
@@ -265,11 +320,17 @@ def sequence_stats(
         lp = lp.new_zeros((B, 1), dtype=dtype)
         rlp, m, T = lp, torch.zeros((B, 1), dtype=torch.bool, device=dev), 1
     pos_acc = torch.zeros(T, dtype=torch.float64, device=dev) if position_sums else None
-    if position_sums:
+    if clamp_log_ratio is not None:
+        clamp_log_ratio = float(clamp_log_ratio)
+        if not clamp_log_ratio > 0:
+            raise ValueError(f"clamp_log_ratio must be > 0, got {clamp_log_ratio}")
+    if position_sums or k2_sum or clamp_log_ratio is not None:
         fused = False
+    k2s = None
     if fused and "failed" not in _FUSED:
         try:
-            length, possum, k2_max, r_sum, k3_sum, ser_sum = _fused_row_sums()(lp, rlp, m, dtype)
+            fused_out = _fused_row_sums()(lp, rlp, m, dtype)
+            length, possum, r_max, r_min, r_sum, k3_sum, ser_sum = fused_out
         except Exception as err:  # no C++ compiler, unsupported platform: stay eager
             _FUSED["failed"] = repr(err)
             warnings.warn(f"fused=True unavailable, using eager ({err!r:.200})", stacklevel=2)
@@ -291,23 +352,33 @@ def sequence_stats(
         if block_elements is None:
             block_elements = _CPU_BLOCK_ELEMENTS if dev.type == "cpu" else B * max(T, 1)
         rows = max(1, block_elements // max(T, 1))
+        kw = {"clamp": clamp_log_ratio, "want_k2_sum": k2_sum}
         if rows >= B:
-            k2_max, r_sum, k3_sum, ser_sum = _row_sums(lp, rlp, mask_arg, dtype, pos_acc)
+            out = _row_sums(lp, rlp, mask_arg, dtype, pos_acc, **kw)
+            r_max, r_min, r_sum, k3_sum, ser_sum, k2s = out
         else:
-            k2_max, r_sum, k3_sum, ser_sum = (
-                torch.empty(B, dtype=dtype, device=dev) for _ in range(4)
-            )
+            cols = [torch.empty(B, dtype=dtype, device=dev) for _ in range(5 + k2_sum)]
             for s in range(0, B, rows):
                 sl = slice(s, min(B, s + rows))
                 v = None if mask_arg is None else mask_arg[sl]
-                out = _row_sums(lp[sl], rlp[sl], v, dtype, pos_acc)
-                k2_max[sl], r_sum[sl], k3_sum[sl], ser_sum[sl] = out
-    W = _ln_w(lp, rlp, m, length, ser_sum, prefix, w_tail, dtype)
+                out = _row_sums(lp[sl], rlp[sl], v, dtype, pos_acc, **kw)
+                for c, o in zip(cols, out, strict=False):  # k2_sum may be None
+                    c[sl] = o
+            r_max, r_min, r_sum, k3_sum, ser_sum = cols[:5]
+            k2s = cols[5] if k2_sum else None
+    amax = torch.maximum(r_max, r_min.neg())  # (B,) max |r|
+    k2_max = 0.5 * amax * amax
+    k3_max = torch.maximum(_k3_verl(r_max), _k3_verl(r_min))  # k3 is monotone in |r| per side
+    W = _ln_w(lp, rlp, m, length, ser_sum, prefix, w_tail, dtype, clamp_log_ratio)
     Z = _ln_normaliser(length, K, ln_delta, ln_eps, dtype)  # (B,) sum_t w(T_i - t)
     denom = length.clamp(min=1).to(dtype)
     stats = {
         "length": length,
         "k2_max": k2_max,
+        "k3_max": k3_max,
+        "r_max": r_max,
+        "r_min": r_min,
+        "r_sum": r_sum,
         "k3_mean": k3_sum / denom,
         "k3_sum": k3_sum,
         "ser": ser_sum / denom,
@@ -323,6 +394,8 @@ def sequence_stats(
         valid = m if m.dtype == torch.bool else m != 0
         kl = kl.to(torch.promote_types(dtype, kl.dtype)).masked_fill(~valid, 0.0)
         stats["kl_max"] = kl.amax(dim=1) if T > 0 else torch.zeros(B, dtype=kl.dtype, device=dev)
+    if k2s is not None:
+        stats["k2_sum"] = k2s
     if pos_acc is not None:
         stats["pos_abs_dev_sum"] = pos_acc[:T0]
     return stats

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from trm_bounds.masking._tensors import _torch
-from trm_bounds.masking.criteria import decide
+from trm_bounds.masking._tensors import CPU_THREADS, _as_tensor, _torch, cpu_threads
+from trm_bounds.masking.criteria import decide, needs_k2_sum
 from trm_bounds.masking.stats import sequence_stats
 
 if TYPE_CHECKING:
@@ -31,12 +31,15 @@ def sequence_mask(
     ln_eps: float | None = None,
     token_kl: Any = None,
     fused: bool = False,
+    clamp_log_ratio: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     r"""The TRM sequence mask for a trainer batch (docs/theory.md §6).
 
     ``mask_i`` is the AND of the requested criteria (see :func:`decide`); multiply the loss of
     sequence ``i`` by it and normalise by the total batch size (:func:`masked_loss`).
-    Keyword arguments are those of :func:`sequence_stats`.
+    Keyword arguments are those of :func:`sequence_stats`; ``criteria`` may be any of
+    :data:`~trm_bounds.masking.VERL_CRITERIA` (a ``token_*`` criterion keeps a sequence iff it
+    keeps every token; :func:`~trm_bounds.masking.rollout_rs_mask` gives verl's token mask).
 
     Returns:
         ``(mask, metrics)``: ``mask`` a ``(B,)`` bool tensor on the inputs' device (True =
@@ -55,6 +58,25 @@ def sequence_mask(
     """
     if isinstance(criteria, str):
         criteria = [criteria]
+    on_cpu = _as_tensor(log_probs).device.type == "cpu"
+    with cpu_threads(CPU_THREADS if on_cpu else None):  # every small op too (see CPU_THREADS)
+        return _sequence_mask(
+            log_probs, rollout_log_probs, response_mask, criteria, thresholds,
+            ln_delta=ln_delta, ln_eps=ln_eps, token_kl=token_kl, fused=fused,
+            clamp_log_ratio=clamp_log_ratio,
+        )  # fmt: skip
+
+
+def _sequence_mask(
+    log_probs: Any,
+    rollout_log_probs: Any,
+    response_mask: Any,
+    criteria: Sequence[str],
+    thresholds: Mapping[str, float] | None,
+    **kw: Any,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    clamp_log_ratio = kw.pop("clamp_log_ratio")
+    ln_delta, ln_eps, token_kl, fused = (kw[k] for k in ("ln_delta", "ln_eps", "token_kl", "fused"))
     stats = sequence_stats(
         log_probs,
         rollout_log_probs,
@@ -63,6 +85,8 @@ def sequence_mask(
         ln_eps=ln_eps,
         token_kl=token_kl,
         fused=fused,
+        clamp_log_ratio=clamp_log_ratio,
+        k2_sum=needs_k2_sum(criteria),
     )
     dec = decide(stats, thresholds, criteria)
     mask = None

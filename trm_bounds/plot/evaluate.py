@@ -7,7 +7,7 @@ Figures (file stems):
   threshold in use marked;
 - ``acceptance_by_length`` -- acceptance rate per length quantile bucket and criterion;
 - ``dbar_estimate`` -- the per-position estimate of ``Dbar_t`` (docs/theory.md §6), with the
-  observed ``eps`` lower estimate;
+  ``eps`` plug-in value;
 - ``hist_k2_max`` and ``hist_ser`` -- histograms of the per-sequence max-k2 and SER scores.
 """
 
@@ -91,14 +91,14 @@ def dbar_estimate(report: Mapping[str, Any]):
     d = np.asarray(report.get("dbar_estimate", []), dtype=float)
     t = np.arange(1, d.shape[0] + 1)
     ax.plot(t, d, linewidth=0.8, label=r"$\widehat{\bar D}_t$ (mean of $|\rho_t-1|/2$)")
-    eps = report.get("observed", {}).get("eps_lower_estimate")
+    eps = report.get("observed", {}).get("eps_plugin")
     if isinstance(eps, (int, float)):
         ax.axhline(
             float(eps),
             color="k",
             linestyle="--",
             linewidth=1.0,
-            label=r"observed $\epsilon$ (lower estimate)",
+            label=r"$\epsilon$ plug-in (see report)",
         )
     if d.size and np.all(d[d > 0] > 0) and np.any(d > 0):
         ax.set_yscale("log")
