@@ -19,6 +19,7 @@ FIGURE_RESULTS = (
     "tabular_scaling.json",
     "transformer_mismatch.json",
     "demo_eval/report.json",
+    "worst_case.json",
     "certify_figure.json",
 )
 

@@ -70,7 +70,7 @@ def test_wheel_works_away_from_the_checkout(tmp_path):
     assert (work / "ev" / "report.json").is_file()
     r = run("plot", "--out", "figs", "--formats", "png", "--dpi", "30")
     assert r.returncode == 0, r.stderr
-    assert "8 of 8 figures" in r.stdout
+    assert "10 of 10 figures" in r.stdout
     assert sorted(p.name for p in work.iterdir()) == ["ev", "figs"]
     site = subprocess.run([str(py), "-c", "import trm_bounds, os; print(os.path.dirname("
                            "trm_bounds.__file__))"], capture_output=True, text=True,

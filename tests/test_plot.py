@@ -1,4 +1,4 @@
-"""``trm-bounds plot`` draws every figure F1-F8 from result files.
+"""``trm-bounds plot`` draws every figure F1-F9 from result files.
 
 The result files are the small fixtures of ``tests/fixtures`` (see its README for where each
 comes from).  Figures are written into a temporary folder, never into ``figures/``.
@@ -36,13 +36,13 @@ def drawn(tmp_path_factory) -> tuple[int, Path]:
 
 
 def test_every_fixture_result_file_exists():
-    """Each figure of the registry has its fixture (so the test below covers all eight)."""
-    assert sorted(FIGURES) == [f"F{i}" for i in range(1, 9)]
+    """Each figure of the registry has its fixture (so the test below covers all nine)."""
+    assert sorted(FIGURES, key=lambda k: int(k[1:])) == [f"F{i}" for i in range(1, 11)]
     for spec in FIGURES.values():
         assert (FIXTURES / spec.source).is_file(), spec.source
 
 
-def test_cli_draws_all_eight_figures(drawn):
+def test_cli_draws_all_nine_figures(drawn):
     """Exit 0, and every figure gives a non-empty PNG with the PNG signature."""
     status, out = drawn
     assert status == 0
@@ -110,9 +110,11 @@ def test_package_root_does_not_import_matplotlib():
 
 def test_importing_plot_changes_no_matplotlib_setting():
     """Importing the figure code selects no backend and opens no pyplot (layering)."""
-    code = ("import matplotlib; b = matplotlib.rcParams._get_backend_or_none(); "
-            "import trm_bounds.plot, sys; "
-            "print(matplotlib.rcParams._get_backend_or_none() == b, 'matplotlib.pyplot' in sys.modules)")
+    code = (
+        "import matplotlib; b = matplotlib.rcParams._get_backend_or_none(); "
+        "import trm_bounds.plot, sys; "
+        "print(matplotlib.rcParams._get_backend_or_none() == b, 'matplotlib.pyplot' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["True", "False"], out.stderr[-2000:]
 
@@ -149,7 +151,7 @@ def test_recompute_reruns_every_experiment_and_draws_all_figures(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     for spec in FIGURES.values():
         assert (res / spec.source).is_file(), spec.source
-    assert "8 of 8 figures written" in out.stdout
+    assert f"{len(FIGURES)} of {len(FIGURES)} figures written" in out.stdout
 
 
 @pytest.mark.parametrize("full", [False, True])
@@ -167,17 +169,23 @@ def test_recompute_runs_every_figure_study_into_the_results_folder(tmp_path, mon
     for name, a in calls.items():
         assert str(a.out).startswith(str(tmp_path))
         assert a.seed == 3
-        assert a.size == ("full" if full and STUDIES[name].module().SIZES.get("full")
-                          else "default")
+        assert a.size == (
+            "full" if full and STUDIES[name].module().SIZES.get("full") else "default"
+        )
         assert (getattr(a, "device", None) == "cpu:0") is STUDIES[name].torch
     assert calls["demo_evaluation"].out == str(tmp_path / "demo_eval")
-    assert calls["transformer_mismatch"].instances_out == str(tmp_path / "transformer_instances.json")
+    assert calls["transformer_mismatch"].instances_out == str(
+        tmp_path / "transformer_instances.json"
+    )
 
 
 @pytest.mark.parametrize(
     "only, expected",
-    [(["F8"], ["demo_evaluation"]), (["F3", "F7"], ["tabular_scaling", "transformer_mismatch"]),
-     (["F1", "F4"], ["bound_scaling"])],
+    [
+        (["F8"], ["demo_evaluation"]),
+        (["F3", "F7"], ["tabular_scaling", "transformer_mismatch"]),
+        (["F1", "F4"], ["bound_scaling"]),
+    ],
 )
 def test_recompute_only_reruns_what_the_figures_read(tmp_path, monkeypatch, only, expected):
     """--recompute --only FN reruns just the studies of those figures' result files."""
@@ -233,3 +241,181 @@ def test_bound_scaling_tiny_run_writes_every_section(tmp_path):
     lo, hi = np.array(sim["ci_low"]["seq_max_k2"]), np.array(sim["ci_high"]["seq_max_k2"])
     expected = np.array(sim["expected_trm_max"])
     assert np.all((lo <= expected + ATOL) & (expected <= hi + ATOL))
+
+
+# ----------------------------------------------------------------------------- print quality
+
+#: Pixels a series must show inside the panel at 300 dpi (3.5 in wide) to count as visible.
+#: The hidden series of issue 12 showed 0-58 px at 150 dpi (about 0-230 at 300 dpi); every
+#: drawn group shows over 1,000 on the committed results and the fixtures.
+MIN_VISIBLE_PX = 500
+
+
+def _bound_scaling(name: str) -> dict:
+    root = Path(__file__).resolve().parents[1]
+    src = {"fixture": FIXTURES, "committed": root / "experiments" / "results"}[name]
+    return json.loads((src / "bound_scaling.json").read_text())
+
+
+@pytest.mark.parametrize("source", ["fixture", "committed"])
+@pytest.mark.parametrize(("key", "regime"), [("F1", "uniform"), ("F2", "sparse")])
+def test_every_legend_entry_of_the_scaling_figures_is_visible(source, key, regime):
+    """Rendered at print size, each coincident group (one legend entry) shows at least
+    ``MIN_VISIBLE_PX`` pixels of its colour inside the panel, and the legend has exactly one
+    entry per group, naming every member."""
+    from trm_bounds.plot import style
+    from trm_bounds.plot.figures_bounds import scaling_groups
+
+    data = _bound_scaling(source)
+    fig = FIGURES[key].draw(data)
+    ax = fig.axes[0]
+    groups = scaling_groups(data[regime])
+    colors = [style.BOUND_COLORS[g[0]] for g in groups]
+    assert len(set(colors)) == len(colors)  # one colour per legend entry
+    px = style.series_pixels(fig, ax, colors)
+    for g, c in zip(groups, colors, strict=True):
+        assert px[c] >= MIN_VISIBLE_PX, (g, px[c])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(labels) == len(groups)
+    for g, label in zip(groups, labels, strict=True):
+        assert label.count("=") == len(g) - 1, (g, label)
+    assert abs(fig.get_figwidth() - style.COLUMN_WIDTH) < 1e-9
+
+
+def test_a_hidden_series_counts_no_pixels():
+    """Negative control of the visibility check: a curve drawn exactly under another shows
+    (almost) no pixels, the one on top shows many."""
+    import numpy as np
+
+    from trm_bounds.plot import style
+
+    with __import__("matplotlib").rc_context(style.RC):
+        fig, ax = style.figure()
+        x = np.geomspace(1, 1e4, 50)
+        ax.plot(x, x**1.5, color="#1f77b4", linewidth=1.1, zorder=3)  # on top
+        ax.plot(x, x**1.5, color="#aec7e8", linewidth=1.1, zorder=2)  # hidden underneath
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    px = style.series_pixels(fig, ax, ["#1f77b4", "#aec7e8"])
+    assert px["#1f77b4"] >= MIN_VISIBLE_PX
+    assert px["#aec7e8"] < MIN_VISIBLE_PX / 4  # its antialiased rim only
+
+
+@pytest.mark.parametrize("regime", ["uniform", "sparse"])
+def test_coincident_groups_are_exactly_the_equal_curves(regime):
+    """Members of a group are equal to relative 1e-9 on the whole grid; curves of different
+    groups differ somewhere by more than 1e-6.  Uniform divergence: Coupling = Adaptive (TV)
+    and PM-KL = Adaptive (KL) (the docs/theory.md §4 identities at Dbar_t = eps)."""
+    import numpy as np
+
+    from trm_bounds.plot.figures_bounds import scaling_groups
+
+    sec = _bound_scaling("committed")[regime]
+    groups = scaling_groups(sec)
+    y = {n: np.asarray(sec["published"][n], dtype=float) for g in groups for n in g}
+    for g in groups:
+        for n in g[1:]:
+            np.testing.assert_allclose(y[n], y[g[0]], rtol=1e-9, atol=0)
+    heads = [g[0] for g in groups]
+    for i, a in enumerate(heads):
+        for b in heads[i + 1 :]:
+            assert np.max(np.abs(y[a] / y[b] - 1)) > 1e-6, (a, b)
+    if regime == "uniform":
+        flat = {frozenset(g) for g in groups}
+        assert any({"coupling", "adaptive_tv"} <= g for g in flat)
+        assert any({"pm_kl", "adaptive_kl"} <= g for g in flat)
+
+
+#: Plain-text mathematics that must not appear outside mathtext ($...$).
+_PLAIN_MATH = ("D_KL^", "sqrt(", "Dbar", "delta", "eps ", "eps=", "T^{", "<=", "+-")
+
+
+def _all_texts(fig):
+    from matplotlib.text import Text
+
+    return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+
+
+def _my_figures():
+    """(name, Figure) for F1, F2, F4, F5, F6 on the committed results (their labels come from
+    the current study) and every F8 panel on the fixture."""
+    from trm_bounds.plot import evaluate as ev
+
+    data = _bound_scaling("committed")
+    figs = [(k, FIGURES[k].draw(data)) for k in ("F1", "F2", "F4", "F5", "F6")]
+    report = json.loads((FIXTURES / "demo_eval" / "report.json").read_text())
+    figs += [
+        ("F8 threshold", ev.acceptance_vs_threshold(report)),
+        ("F8 length", ev.acceptance_by_length(report)),
+        ("F8 dbar", ev.dbar_estimate(report)),
+        ("F8 k2", ev.score_histogram(report, "k2_max", "k2", criterion="seq_max_k2")),
+        ("F8 ser", ev.score_histogram(report, "ser", "SER", criterion="ser")),
+    ]
+    return figs
+
+
+def test_figures_share_one_canvas_and_write_math_as_mathtext():
+    """Every figure is one column wide; no text carries plain-text mathematics outside
+    ``$...$``, no title starts with a figure number, and nothing cites a file in the image
+    (captions live in the registry and paper_repro.md)."""
+    import re
+
+    from trm_bounds.plot import style
+
+    for name, fig in _my_figures():
+        assert abs(fig.get_figwidth() - style.COLUMN_WIDTH) < 1e-9, name
+        assert fig._supxlabel is None, name  # no footer
+        for text in _all_texts(fig):
+            outside = re.sub(r"\$[^$]*\$", "", text)
+            for bad in _PLAIN_MATH:
+                assert bad not in outside, (name, text)
+            assert not re.match(r"F\d", text), (name, text)
+            assert ".md" not in text and ".json" not in text, (name, text)
+
+
+def test_registry_gives_every_figure_a_caption():
+    """Captions live in the figure registry (the report page prints them)."""
+    for key, spec in FIGURES.items():
+        assert len(spec.caption) > 80, key
+
+
+def test_f8_names_criteria_with_thresholds_and_shows_uncertainty():
+    """F8: legend labels are criterion names with their thresholds (no raw ids); acceptance by
+    length carries 95% Wilson error bars around every rate; nats and dimensionless criteria
+    never share an axis; the histograms mark the threshold in use; the Dbar legend sits
+    outside the panel (it covers no line)."""
+    import numpy as np
+
+    from trm_bounds.plot import evaluate as ev
+    from trm_bounds.studies.bound_scaling import wilson
+
+    report = json.loads((FIXTURES / "demo_eval" / "report.json").read_text())
+    raw_ids = set(report["criteria"])
+    fig = ev.acceptance_by_length(report)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(labels) == len(raw_ids)
+    for label in labels:
+        assert not any(rid in label for rid in raw_ids), label
+        assert r"$\leq$" in label
+    ax = fig.axes[0]
+    bars = ax.containers
+    assert len(bars) == len(raw_ids)
+    for c, bar in zip(report["criteria"], bars, strict=True):
+        segs = bar.lines[2][0].get_segments()
+        for b, seg in zip(report["length_buckets"], segs, strict=True):
+            n, rate = b["n_sequences"], b["acceptance_rate"][c]
+            lo, hi = wilson(np.round(rate * n), n)
+            np.testing.assert_allclose(sorted([seg[0][1], seg[1][1]]), [lo, hi], atol=1e-12)
+    fig = ev.acceptance_vs_threshold(report)
+    for ax in fig.axes:
+        names = [t.get_text() for t in ax.get_legend().get_texts()]
+        units = {"nats" in ax.get_xlabel(), "dimensionless" in ax.get_xlabel()}
+        assert units == {True, False}, ax.get_xlabel()
+        nats = ["k_2" in n or "k_3" in n for n in names]
+        assert all(nats) if "nats" in ax.get_xlabel() else not any(nats), names
+    for score, crit in (("k2_max", "seq_max_k2"), ("ser", "ser")):
+        fig = ev.score_histogram(report, score, score, criterion=crit)
+        xs = [ln.get_xdata()[0] for ln in fig.axes[0].get_lines()]
+        assert report["criteria"][crit]["threshold"] in xs
+    fig = ev.dbar_estimate(report)
+    assert fig.axes[0].get_legend() is None and fig.legends  # legend outside the panel

@@ -21,8 +21,10 @@ from trm_bounds.bounds import BOUND_NAMES
 from trm_bounds.engines.neural import (
     context_indices,
     enumerate_tables,
+    enumerate_with_routes,
     exact_quantities,
     reward_table,
+    route_flips,
     sequence_tokens,
 )
 from trm_bounds.instances.format import instance_record, load_instances, write_instances
@@ -183,6 +185,61 @@ def test_enumerated_table_matches_direct_evaluation(dense):
         np.testing.assert_allclose(pi[x, context_index(prefix, V)], direct, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("V_, T", [(2, 1), (2, 6), (3, 4), (4, 5)])
+def test_kv_enumeration_equals_full_recompute(V_, T):
+    """The KV-cached walk of the prefix tree (one token per context) gives the same table as
+    the reference full recompute on the V^(T-1) longest prefixes, float64 model, to the suite's
+    tolerance; a small ``batch`` forces the depth-first blocking at every level."""
+    model = GPT(GPTConfig(vocab_size=V_, n_prompts=2, seed=V_ + T)).double()
+    full = enumerate_tables(model, T, method="full")
+    for batch in (V_, 7, 4096):
+        kv = enumerate_tables(model, T, batch=batch)
+        assert kv.shape == full.shape == (2, n_contexts(V_, T), V_)
+        np.testing.assert_allclose(kv, full, rtol=RTOL, atol=ATOL)
+
+
+def test_kv_routes_equal_full_pass_routes(moe):
+    """The KV walk's top-k expert sets per (layer, context) are those of a full pass over the
+    same prefix (float64 MoE), and route_flips counts each context once."""
+    roll, theta = moe_routing_pair(moe, 0.3, seed=0)
+    T = 4
+    tab, routes = enumerate_with_routes(roll, T, batch=8)
+    _, routes_t = enumerate_with_routes(theta, T)
+    assert routes.shape == (roll.cfg.n_layer, N_PROMPTS, n_contexts(V, T), 2)
+    for x, prefix in ((0, []), (1, [2]), (0, [3, 1, 0])):
+        with torch.no_grad():
+            roll(torch.tensor([[V + x, *prefix]]))
+        for i, block in enumerate(roll.blocks):
+            top = block.mlp.last_router_logits[0, -1].topk(2).indices.sort().values
+            assert routes[i, x, context_index(prefix, V)].tolist() == top.tolist()
+    flips, total = route_flips(routes, routes_t)
+    manual = sum(
+        set(routes[i, x, c]) != set(routes_t[i, x, c])
+        for i in range(2) for x in range(N_PROMPTS) for c in range(n_contexts(V, T))
+    )  # fmt: skip
+    assert (flips, total) == (manual, 2 * N_PROMPTS * n_contexts(V, T))
+    assert 0 < flips < total
+    np.testing.assert_allclose(tab, enumerate_tables(roll, T, method="full"), rtol=RTOL, atol=ATOL)
+
+
+def test_chunked_exact_quantities_equal_one_block(reports):
+    """Summing the sequence terms over blocks of 7 leaves gives the one-block values (the
+    blocking changes only the summation order)."""
+    pr, pt, R, q = reports["staleness", 4]
+    qc = exact_quantities(pr, pt, R, P_X, chunk=7)
+    for k in ("J_roll", "J_theta", "L_prime", "error", "error_identity", "error_max_over_rewards",
+              "D_TV_seq", "D_KL_seq_direct", "D_KL_seq", "Dbar"):  # fmt: skip
+        np.testing.assert_allclose(qc[k], q[k], rtol=RTOL, atol=ATOL, err_msg=k)
+    np.testing.assert_array_equal(reward_table(MarkovSource(V=V, n_prompts=N_PROMPTS, seed=0),
+                                               N_PROMPTS, 4, chunk=5), R)  # fmt: skip
+
+
+def test_enumerate_tables_rejects_unknown_method(dense):
+    """A method other than kv/full is a one-line ValueError naming it."""
+    with pytest.raises(ValueError, match="method: must be 'kv' or 'full', got 'fast'"):
+        enumerate_tables(dense, 2, method="fast")
+
+
 def test_identities_and_relations(reports):
     """docs/theory.md §2 error two ways (and via J), D_KL^seq chain rule = direct; §3
     relations."""
@@ -312,6 +369,35 @@ def test_cuda_enumeration_matches_cpu(pairs, source):
     gpu = exact_quantities(enumerate_tables(rc, T), enumerate_tables(tc, T), R, P_X, device="cuda")
     for k in ("error", "eps", "delta", "D_KL_seq", "D_TV_seq"):
         np.testing.assert_allclose(gpu[k], cpu[k], rtol=1e-9, atol=ATOL, err_msg=k)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("V_, T", [(4, 12), (8, 8)])
+def test_large_kv_enumeration(V_, T):
+    """Issue 12 sizes, 16.7M sequences per prompt (V = 4, T = 12 and V = 8, T = 8; minutes on
+    one CPU core, experiments/bench_neural.py times them): the KV walk's rows equal a direct
+    full pass on random contexts at every depth, every row normalises, and the exact
+    quantities satisfy the docs/theory.md §2 identities and every published and sharp bound."""
+    src = MarkovSource(V=V_, n_prompts=2, seed=0)
+    model = GPT(GPTConfig(vocab_size=V_, n_prompts=2, seed=0))
+    train_on_source(model, src, steps=20, lr=1e-2, seed=0)
+    roll, theta = weight_noise_pair(model, 0.05, seed=0)
+    pr, pt = enumerate_tables(roll, T), enumerate_tables(theta, T)
+    np.testing.assert_allclose(pr.sum(-1), 1.0, rtol=RTOL, atol=ATOL)
+    rng = np.random.default_rng(0)
+    for depth in (0, 1, T // 2, T - 1, T - 1):
+        x, prefix = int(rng.integers(2)), rng.integers(0, V_, depth).tolist()
+        direct = policy_logprobs(roll, torch.tensor([[V_ + x, *prefix]]))[0, -1].exp().numpy()
+        np.testing.assert_allclose(pr[x, context_index(prefix, V_)], direct, rtol=RTOL,
+                                   atol=ATOL)  # fmt: skip
+    q = exact_quantities(pr, pt, reward_table(src, 2, T), P_X)
+    np.testing.assert_allclose(q["error"], q["error_identity"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(q["error"], q["error_from_J"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(q["D_KL_seq"], q["D_KL_seq_direct"], rtol=RTOL, atol=ATOL)
+    for kind in ("bounds_published", "bounds_sharp"):
+        for name, b in q[kind].items():
+            assert leq(q["error_max_over_rewards"], b), (kind, name)
+    assert q["error_max_over_rewards"] > 0
 
 
 @pytest.mark.slow

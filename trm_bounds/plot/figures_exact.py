@@ -1,9 +1,10 @@
-"""Figures F3 and F7: exact errors against the bounds (exact engines' result files).
+"""Figure F7: small transformers, exact error and Monte Carlo estimates against the bounds.
 
-F3 the finite-state DP engine's exact ``|Error|`` and ``max_R |Error|`` against every bound
-up to ``T = 10^5`` (``tabular_scaling.json``); F7 small transformers, per mismatch source
-(``transformer_mismatch.json``).  docs/theory.md §2-§5.  Each ``draw_fN(data)`` takes the
-parsed result file and returns a matplotlib ``Figure``; :mod:`.figures` registers them.
+Drawn from ``transformer_mismatch.json`` (layout of ``trm_bounds.studies.transformer_mismatch``);
+docs/theory.md §2-§6.  Colour means the mismatch source in both panels (:data:`SOURCE_STYLE`);
+marker fill means the quantity (filled: the error, open: the bound).  ``draw_f7(data)`` takes
+the parsed result file and returns a matplotlib ``Figure``; :mod:`.figures` registers it.
+(F3 moved to :mod:`.figures_scaling`.)
 """
 
 from __future__ import annotations
@@ -11,144 +12,116 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator, NullFormatter
+from matplotlib.ticker import LogLocator, NullFormatter
 
-from . import style
-from .result_file import ResultFileError, as_array, get_field
-from .style import BOUND_LABELS, ERROR_STYLE, figure, plot_bound, slope_text, styled
+from .figures_scaling import draw_f3  # noqa: F401  (F3 moved; figures.py may import it here)
+from .result_file import ResultFileError, get_field
+from .style import figure, legend_below, styled
 
-__all__ = ["draw_f3", "draw_f7", "F3_BOUNDS", "F7_BOUNDS"]
+__all__ = ["draw_f7", "SOURCE_STYLE", "source_label"]
 
-#: Bounds drawn in F3 (coinciding KL/TV twins and the Adaptive routes left out for legibility).
-F3_BOUNDS = (
-    "classical_kl", "coupling", "pm_kl", "mix_kl", "mix_tv", "adaptive_hybrid", "linear",
-    "unified",
-)  # fmt: skip
-#: F3 error curves: result key, slope key, style key of ERROR_STYLE.
-F3_ERRORS = (
-    ("abs_error", "abs_error", "error"),
-    ("error_max_over_rewards", "error_max_over_rewards", "error_max_over_rewards"),
-)
+#: Colour and short label of each mismatch source (the same in both panels of F7).
+SOURCE_STYLE: dict[str, dict[str, str]] = {
+    "precision_bf16": {"color": "#1f77b4", "label": "bf16 rollout"},
+    "precision_fp16": {"color": "#17becf", "label": "fp16 rollout"},
+    "staleness": {"color": "#d62728", "label": "staleness (2 Adam steps)"},
+    "moe_routing": {"color": "#9467bd", "label": "MoE routing"},
+    "weight_noise_0.02": {"color": "#2ca02c", "label": "weight noise 0.02"},
+    "weight_noise_0.1": {"color": "#8c564b", "label": "weight noise 0.1"},
+}
+_FALLBACK = ["#7f7f7f", "#bcbd22", "#e377c2", "#ff7f0e"]
 
 
-@styled
-def draw_f3(data: dict) -> Any:
-    """F3: exact ``|Error|`` and ``max_R |Error|`` against the bounds (finite-state DP engine).
+def source_label(name: str) -> str:
+    """Short legend label of a mismatch source (its key when unknown).
 
-    Reads ``regimes: {name: {"T", "abs_error", "error_max_over_rewards",
-    "bounds_published": {bound: list}, "bounds_sharp", "slopes": {"abs_error",
-    "error_max_over_rewards", "bounds_published": {bound: slope}}, "fit_window"}}`` from
-    tabular_scaling.json (layout of ``experiments/tabular_scaling.py``).
+    >>> source_label("moe_routing"), source_label("other")
+    ('MoE routing', 'other')
     """
-    regimes = get_field(data, "regimes", source="tabular_scaling.json")
-    names = list(regimes)
-    ncols = min(2, len(names))
-    nrows = -(-len(names) // ncols)
-    fig, axes = figure(ncols=ncols, nrows=nrows, width=6.0 * ncols, height=6.4 * nrows,
-                       squeeze=False)  # fmt: skip
-    for ax in axes.flat[len(names) :]:
-        ax.set_visible(False)
-    for ax, name in zip(axes.flat, names, strict=False):
-        sec = regimes[name]
-        src = f"regimes.{name}"
-        T = as_array(get_field(sec, "T", source=src))
-        slopes = sec.get("slopes", {}) or {}
-        bslopes = slopes.get("bounds_published", {}) or {}
-        pub = get_field(sec, "bounds_published", source=src)
-        for b in F3_BOUNDS:
-            if b not in pub:
-                continue
-            y = as_array(pub[b])
-            ok = y > 0
-            plot_bound(ax, T[ok], y[ok], b, label=BOUND_LABELS[b] + slope_text(bslopes.get(b)))
-        shp = sec.get("bounds_sharp", {}).get("unified")
-        if shp is not None:
-            y = as_array(shp)
-            ok = y > 0
-            ax.plot(T[ok], y[ok], color="0.45", linestyle=":", linewidth=2.0,
-                    label="Unified B*, sharp constant 2")  # fmt: skip
-        for key, skey, st in F3_ERRORS:
-            if key not in sec:
-                continue
-            y = np.abs(as_array(sec[key]))
-            ok = y > 0
-            kw = dict(ERROR_STYLE[st])
-            kw["label"] = str(kw["label"]) + slope_text(slopes.get(skey))
-            ax.plot(T[ok], y[ok], linewidth=2.2, markevery=max(1, int(ok.sum()) // 12), **kw)
-        if "fit_window" in sec:
-            lo, hi = sec["fit_window"]
-            ax.axvspan(lo, hi, color="0.85", alpha=0.35, zorder=0, label="slope fit window")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("horizon T (tokens)")
-        ax.set_ylabel("|Error| and published bounds (reward units, R in [0, 1])")
-        params = sec.get("params", {})
-        ax.set_title(f"{name} divergence" + (f"\n{_params(params)}" if params else ""),
-                     fontsize=9.5)  # fmt: skip
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, fontsize=7)
-    fig.suptitle("F3  Exact surrogate error (finite-state DP engine) against the bounds")
-    style.note(fig, "Exact DP values; slopes are least-squares log-log fits over the shaded "
-               "window (tabular_scaling.json). docs/theory.md §2-§5.")  # fmt: skip
-    return fig
+    return SOURCE_STYLE.get(name, {}).get("label", name)
 
 
-def _params(params: dict) -> str:
-    """``k=v`` list of generator parameters for a panel title (seed left out)."""
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in params.items() if k != "seed")  # fmt: skip
+def _colors(names: list[str]) -> dict[str, str]:
+    extra = iter(_FALLBACK * 4)
+    return {n: SOURCE_STYLE[n]["color"] if n in SOURCE_STYLE else next(extra) for n in names}
 
 
-#: Bounds drawn in F7 (published constants).
-F7_BOUNDS = ("classical_kl", "coupling", "pm_kl", "mix_kl", "mix_tv", "adaptive_hybrid", "unified")
+def _decades(ax: Any, values: np.ndarray) -> None:
+    """Log y axis spanning whole decades around ``values`` (at least two labelled ticks, one
+    label per decade, no minor labels)."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if v.size:
+        lo, hi = np.floor(np.log10(v.min())), np.ceil(np.log10(v.max()))
+        hi = max(hi, lo + 1)
+        ax.set_ylim(10**lo, 10**hi)
+        step = max(1, int(np.ceil((hi - lo) / 6)))
+        ax.yaxis.set_major_locator(LogLocator(base=10.0**step, numticks=12))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 @styled
 def draw_f7(data: dict) -> Any:
-    """F7: exact error against the bounds for each transformer mismatch source.
+    r"""F7: (a) exact worst-case error against the sharp unified bound for every enumerated
+    horizon; (b) Monte Carlo at the long horizon.
 
-    Reads ``exact: [{"source", "T", "error", "error_max_over_rewards", "bounds_published"
-    {bound: value}, "bounds_sharp", "tightest_sharp", "ratio_worst_case_sharp"}]`` from
-    transformer_mismatch.json (layout of ``experiments/transformer_mismatch.py``).
+    (a) reads ``exact: [{"source", "T", "V" (4 when absent), "error_max_over_rewards",
+    "bounds_sharp": {"unified"}}]``: per source, ``max_R |Error|`` (filled markers, solid)
+    and the sharp ``B^*`` (open markers, dashed) against ``T``; a ``V = 8`` row is drawn with a
+    square marker.  (b) reads ``montecarlo: [{"source", "T", "N", "estimates": {"error":
+    {"mean", "lo", "hi"}}, "plugin_bounds_sharp": {"unified"}}]``: per source, the
+    ``4\sigma`` upper end of ``|Error|`` (a bar from the axis bottom, the point estimate as a
+    dot) and the plug-in sharp ``B^*`` (open marker; an estimate, not a certified bound).
     """
     rows = get_field(data, "exact", source="transformer_mismatch.json")
     if not rows:
         raise ResultFileError("field 'exact' is empty")
-    sources = list(dict.fromkeys(r["source"] for r in rows))
-    last = {s: max((r for r in rows if r["source"] == s), key=lambda r: r["T"]) for s in sources}
-    fig, (ax, ax2) = figure(ncols=2, width=13.0, height=5.6, width_ratios=[1.7, 1.0])
-    x = np.arange(len(sources), dtype=float)
-    n = len(F7_BOUNDS) + 2
-    w = 0.84 / n
-    for j, (key, st) in enumerate(ERROR_STYLE.items()):
-        vals = np.abs([float(last[s].get(key, np.nan)) for s in sources])
-        ax.bar(x - 0.42 + (j + 0.5) * w, vals, w, color=st["color"], label=st["label"],
-               hatch="//" if j else None, edgecolor="white")  # fmt: skip
-    for j, b in enumerate(F7_BOUNDS, start=2):
-        vals = np.array([float(last[s]["bounds_published"][b]) for s in sources])
-        ax.bar(x - 0.42 + (j + 0.5) * w, vals, w, color=style.BOUND_COLORS[b],
-               label=BOUND_LABELS[b])  # fmt: skip
+    mc = data.get("montecarlo") or []
+    sources = list(dict.fromkeys([r["source"] for r in rows] + [r["source"] for r in mc]))
+    col = _colors(sources)
+    fig, axes = figure(nrows=2 if mc else 1, height=5.6 if mc else 3.2, squeeze=False)
+    ax = axes[0, 0]
+    shown = []
+    for s in sources:
+        for V in sorted({int(r.get("V", 4)) for r in rows if r["source"] == s}):
+            rs = sorted((r for r in rows if r["source"] == s and int(r.get("V", 4)) == V),
+                        key=lambda r: r["T"])  # fmt: skip
+            T = [r["T"] for r in rs]
+            err = np.array([float(r["error_max_over_rewards"]) for r in rs])
+            bnd = np.array([float(r["bounds_sharp"]["unified"]) for r in rs])
+            mk = "o" if V == 4 else "s"
+            ax.plot(T, err, marker=mk, color=col[s], linestyle="-", label=source_label(s))
+            ax.plot(T, bnd, marker=mk, color=col[s], linestyle="--", markerfacecolor="white")
+            shown += [err, bnd]
     ax.set_yscale("log")
-    ax.set_xticks(x, [f"{s}\nT = {last[s]['T']}" for s in sources], fontsize=7.5)
-    ax.set_ylabel("|Error| and published bounds (reward units, log scale)")
-    ax.set_title("Exact error and bounds at the largest enumerated T")
-    ax.legend(loc="upper left", fontsize=7, ncols=3)
-    ax.grid(axis="x", visible=False)
-    lo, hi = ax.get_ylim()
-    ax.set_ylim(lo, hi * 50)  # room for the legend above the bars
-    colors = [f"C{i}" for i in range(10)]
-    for s, col in zip(sources, colors, strict=False):
-        rs = sorted((r for r in rows if r["source"] == s), key=lambda r: r["T"])
-        ratio = [float(r.get("ratio_worst_case_sharp", np.nan)) for r in rs]
-        ax2.plot([r["T"] for r in rs], ratio, "o-", color=col, label=s)
-    ax2.set_yscale("log")
-    ax2.axhline(1.0, color="k", linewidth=0.8)
-    ax2.set_xlabel("horizon T (tokens)")
-    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax2.set_ylabel("sharp B* / max_R |Error| (>= 1)")
-    ax2.set_title("Tightness: sharp unified bound B* over\nthe worst-case exact error")
-    ax2.legend(loc="best", fontsize=7)
-    fig.suptitle("F7  Small transformers: exact error against the bounds, per mismatch source")
-    style.note(fig, "Exact enumeration of every sequence (float64); reward: fraction of "
-               "grammatical positions. docs/theory.md §2-§5.")  # fmt: skip
+    ax.set_xlabel("horizon $T$ (every sequence enumerated)")
+    ax.set_ylabel(r"max$_R$ |Error| (filled), $B^*$ sharp (open)")
+    Vs = sorted({int(r.get("V", 4)) for r in rows})
+    ax.set_title("(a) exact, $V = " + ", ".join(map(str, Vs)) + "$")
+    ax.set_xticks(sorted({r["T"] for r in rows}))
+    _decades(ax, np.concatenate(shown))
+    if mc:
+        ax2 = axes[1, 0]
+        x = np.arange(len(mc), dtype=float)
+        vals = []
+        for i, r in enumerate(mc):
+            e = r["estimates"]["error"]
+            up = max(abs(float(e["lo"])), abs(float(e["hi"])))  # 4-sigma upper end of |Error|
+            b = float(r["plugin_bounds_sharp"]["unified"])
+            c = col[r["source"]]
+            ax2.plot([x[i], x[i]], [1e-300, up], color=c, linewidth=2.2, solid_capstyle="butt")
+            ax2.plot(x[i], up, marker="_", color=c, markersize=9, mew=1.5)
+            if float(e["mean"]) != 0:
+                ax2.plot(x[i], abs(float(e["mean"])), "o", color=c)
+            ax2.plot(x[i] + 0.28, b, marker="D", color=c, markerfacecolor="white")
+            vals += [up, b] + ([abs(float(e["mean"]))] if float(e["mean"]) != 0 else [])
+        ax2.set_yscale("log")
+        _decades(ax2, np.array(vals))
+        ax2.set_xticks(x, [source_label(r["source"]).split(" (")[0] for r in mc], rotation=30,
+                       ha="right")  # fmt: skip
+        ax2.grid(axis="x", visible=False)
+        ax2.set_xlim(-0.5, len(mc) - 0.3)
+        T_mc, N_mc = mc[0]["T"], mc[0]["N"]
+        ax2.set_title(f"(b) Monte Carlo, $T = {T_mc}$, $N = {N_mc}$")
+        ax2.set_ylabel(r"|Error| $4\sigma$ (bar), plug-in $B^*$ ($\diamond$)")
+    legend_below(fig, ax, ncols=2)
     return fig

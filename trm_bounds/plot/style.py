@@ -1,7 +1,14 @@
 """One figure style for every plot of trm-bounds.
 
 Every figure function uses :func:`figure` to make its canvas and :func:`save` to write it,
-so fonts, sizes, colours and markers are the same everywhere.  Each bound of
+so fonts, sizes, colours and markers are the same everywhere.  The canvas is a single paper
+column (:data:`COLUMN_WIDTH` = 3.5 in) and the fonts are sized for print at that width;
+titles are short mathtext, and captions live in ``paper_repro.md`` and the figure registry
+(:data:`trm_bounds.plot.figures.FIGURES`), never inside the image.  Line style separates the
+routes (:data:`ROUTE_LINESTYLES`: KL solid, TV dashed, hybrid dash-dot), so no two series
+differ only by a light and a dark shade of one hue; :func:`coincident_groups` merges curves
+that coincide into one legend entry, and :func:`series_pixels` counts, at print size, the
+pixels each series shows (every legend entry must be visible).  Each bound of
 docs/theory.md §4 has one colour, one marker and one label, used in every figure that shows
 it; they come from the bound registry (:data:`trm_bounds.bounds.BOUNDS`), never from a copy
 here.  Figures are matplotlib ``Figure`` objects drawn without pyplot: no backend is chosen
@@ -21,7 +28,12 @@ from matplotlib.figure import Figure
 from trm_bounds.bounds import BOUNDS
 
 __all__ = [
+    "COLUMN_WIDTH",
+    "PANEL_HEIGHT",
+    "ROUTE_LINESTYLES",
+    "REFERENCE_STYLE",
     "BOUND_LABELS",
+    "BOUND_TEX",
     "BOUND_COLORS",
     "BOUND_MARKERS",
     "BOUND_LINESTYLES",
@@ -34,29 +46,50 @@ __all__ = [
     "annotate_slopes",
     "slope_text",
     "note",
+    "bound_linestyle",
+    "coincident_groups",
+    "plot_group",
+    "reference_slopes",
+    "series_pixels",
+    "legend_below",
 ]
 
-#: rcParams shared by every figure (readable at the size of a paper column, 150 dpi PNG).
+#: Width of every figure, inches: one column of a two-column paper.
+COLUMN_WIDTH: float = 3.5
+#: Height of one row of panels, inches.
+PANEL_HEIGHT: float = 2.4
+#: rcParams shared by every figure (sized for print at :data:`COLUMN_WIDTH`, 300 dpi PNG).
 RC: dict[str, object] = {
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "legend.fontsize": 8,
+    "font.size": 7.5,
+    "font.family": "DejaVu Sans",
+    "mathtext.fontset": "dejavusans",
+    "axes.titlesize": 8,
+    "axes.labelsize": 7.5,
+    "legend.fontsize": 6.3,
     "legend.framealpha": 0.9,
-    "xtick.labelsize": 9,
-    "ytick.labelsize": 9,
+    "legend.handlelength": 2.6,
+    "xtick.labelsize": 6.5,
+    "ytick.labelsize": 6.5,
     "axes.grid": True,
+    "axes.linewidth": 0.6,
     "grid.alpha": 0.3,
-    "grid.linewidth": 0.6,
-    "lines.linewidth": 1.6,
-    "lines.markersize": 4,
-    "savefig.dpi": 150,
+    "grid.linewidth": 0.4,
+    "lines.linewidth": 1.1,
+    "lines.markersize": 3,
+    "savefig.dpi": 300,
     "figure.dpi": 100,
     "pdf.fonttype": 42,
 }
+#: Line style of each route (registry ``family``): KL solid, TV dashed, both dash-dot;
+#: ``min`` (B*) keeps the registry's own line style.
+ROUTE_LINESTYLES: dict[str, str] = {"KL": "-", "TV": "--", "hybrid": "-."}
+#: Thin reference slopes (T^2, T^{3/2}, T) drawn beside the bounds.
+REFERENCE_STYLE: dict[str, object] = {"color": "#8a8a8a", "linewidth": 0.5, "linestyle": ":"}
 
 #: Legend label, colour and marker of each bound (views of the registry's plot fields).
 BOUND_LABELS: dict[str, str] = {name: spec.label for name, spec in BOUNDS.items()}
+#: Mathtext label of each bound (legends).
+BOUND_TEX: dict[str, str] = {name: spec.label_tex for name, spec in BOUNDS.items()}
 BOUND_COLORS: dict[str, object] = {name: spec.color for name, spec in BOUNDS.items()}
 BOUND_MARKERS: dict[str, str] = {name: spec.marker for name, spec in BOUNDS.items()}
 BOUND_LINESTYLES: dict[str, str] = {name: spec.linestyle for name, spec in BOUNDS.items()}
@@ -84,11 +117,18 @@ def styled(draw: Callable[..., Figure]) -> Callable[..., Figure]:
 
 
 def figure(
-    ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 4.4, **kw
+    ncols: int = 1,
+    nrows: int = 1,
+    *,
+    width: float = COLUMN_WIDTH,
+    height: float | None = None,
+    **kw,
 ) -> tuple[Figure, Axes | Sequence[Axes]]:
     """A new figure and its axes (``Figure.subplots``, constrained layout, no pyplot); call
-    inside :func:`styled`."""
+    inside :func:`styled`.  Default canvas: one column wide, :data:`PANEL_HEIGHT` per row."""
+    height = PANEL_HEIGHT * nrows if height is None else height
     fig = Figure(figsize=(width, height), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.02, w_pad=0.02, hspace=0.04, wspace=0.04)
     return fig, fig.subplots(nrows, ncols, **kw)
 
 
@@ -175,3 +215,158 @@ def note(fig: Figure, text: str) -> None:
 
     width = max(40, int(fig.get_figwidth() * 72 / (7.5 * 0.6)))  # characters per line
     fig.supxlabel(textwrap.fill(text, width), fontsize=7.5, color="0.35")
+
+
+def bound_linestyle(name: str) -> str:
+    """Line style of a bound: its route's (:data:`ROUTE_LINESTYLES`, from the registry's
+    ``family``), or the registry's own for ``unified``.
+
+    >>> bound_linestyle("pm_kl"), bound_linestyle("coupling"), bound_linestyle("pm_tv")
+    ('-', '--', '-.')
+    """
+    spec = BOUNDS.get(name)
+    if spec is None:
+        return "-"
+    return ROUTE_LINESTYLES.get(spec.family, spec.linestyle)
+
+
+#: Which member of a coincident group draws it: KL route first, then hybrid, TV, min.
+_GROUP_PREFERENCE = {"KL": 0, "hybrid": 1, "TV": 2, "min": 3}
+
+
+def coincident_groups(
+    curves: dict[str, Sequence[float]], *, rtol: float = 1e-9
+) -> list[tuple[str, ...]]:
+    """Partition bound curves into groups that coincide at every point (relative ``rtol``).
+
+    Each group is ordered with its drawing member first (KL route, then hybrid, TV, ``min``;
+    ties in the order of ``curves``); groups come in the order of their first curve.
+
+    >>> coincident_groups({"classical_tv": [1, 4], "classical_kl": [1, 4], "linear": [1, 2]})
+    [('classical_kl', 'classical_tv'), ('linear',)]
+    """
+    import numpy as np
+
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in curves.items()}
+    groups: list[list[str]] = []
+    for name, y in arrays.items():
+        for g in groups:
+            ref = arrays[g[0]]
+            if ref.shape == y.shape and np.allclose(y, ref, rtol=rtol, atol=0.0, equal_nan=True):
+                g.append(name)
+                break
+        else:
+            groups.append([name])
+    order = list(arrays)
+
+    def key(n: str) -> tuple[int, int]:
+        fam = BOUNDS[n].family if n in BOUNDS else "min"
+        return (_GROUP_PREFERENCE.get(fam, 4), order.index(n))
+
+    return [tuple(sorted(g, key=key)) for g in groups]
+
+
+def plot_group(ax: Axes, x, y, group: Sequence[str], **kw) -> None:
+    """Draw one coincident group once, in its first member's colour and route line style,
+    labelled ``'A = B = C'`` with the members' mathtext labels (:data:`BOUND_TEX`).
+
+    ``unified`` (B*) is drawn as a wide dashed black band under the other curves, so the
+    member it equals stays visible on top of it.
+    """
+    name = group[0]
+    label = _wrap_equal([_short_tex(n) for n in group])
+    style: dict[str, object] = {
+        "color": BOUND_COLORS.get(name, "grey"),
+        "linestyle": bound_linestyle(name),
+        "label": label,
+        "zorder": 3,
+    }
+    if name == "unified":
+        style.update(linewidth=3.2, zorder=2, dashes=(2.0, 1.2))
+    style.update(kw)
+    ax.plot(x, y, **style)
+
+
+def _wrap_equal(parts: Sequence[str], width: int = 44) -> str:
+    """``'A = B = C'``, broken after an ``' ='`` where a line would pass ``width`` characters.
+
+    >>> _wrap_equal(["a" * 30, "b" * 30])
+    'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa =\\n  bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb'
+    """
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + 3 + len(part) > width:
+            lines[-1] += " ="
+            lines.append("  " + part)
+        else:
+            lines[-1] += " = " + part
+    return "\n".join(lines)
+
+
+def _short_tex(name: str) -> str:
+    """The registry's mathtext label without its formula (``'Mixed (KL)'``), B* in math."""
+    if name == "unified":
+        return BOUND_TEX[name]
+    return BOUND_LABELS.get(name, name).replace("Pinsker-Marginal", "PM")
+
+
+def reference_slopes(
+    ax: Axes,
+    x_range: tuple[float, float],
+    y_start: float,
+    exponents: Sequence[tuple[float, str]] = ((2.0, "$T^2$"), (1.5, "$T^{3/2}$"), (1.0, "$T$")),
+) -> None:
+    """Thin reference lines ``y_start (x / x_lo)^p`` over ``x_range`` for each exponent ``p``,
+    each labelled at its right end (:data:`REFERENCE_STYLE`; not in the legend)."""
+    import numpy as np
+
+    lo, hi = x_range
+    xs = np.geomspace(lo, hi, 2)
+    for p, label in exponents:
+        ys = y_start * (xs / lo) ** p
+        ax.plot(xs, ys, zorder=1, **REFERENCE_STYLE)
+        ax.annotate(label, (xs[-1], ys[-1]), xytext=(1, 0), textcoords="offset points",
+                    fontsize=6, color=REFERENCE_STYLE["color"], va="center", ha="left",
+                    annotation_clip=False)  # fmt: skip
+
+
+def legend_below(fig: Figure, ax: Axes, *, ncols: int = 1) -> None:
+    """The legend of ``ax`` below the panel (outside the data, so it covers no curve)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False,
+                   columnspacing=1.0, handletextpad=0.5)  # fmt: skip
+
+
+def series_pixels(
+    fig: Figure,
+    ax: Axes,
+    colors: Iterable[object],
+    *,
+    dpi: float | None = None,
+    tol: int = 6,
+) -> dict[object, int]:
+    """How many pixels of each colour show inside ``ax`` when ``fig`` is rendered at ``dpi``
+    (default ``RC["savefig.dpi"]``): a pixel counts for a colour when every RGB channel is
+    within ``tol`` of it.  Used to check that every legend entry is visible at print size
+    (a curve hidden under another shows 0 pixels).
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgb
+
+    with matplotlib.rc_context(RC):
+        canvas = FigureCanvasAgg(fig)
+        fig.set_dpi(dpi or RC["savefig.dpi"])
+        canvas.draw()
+        img = np.asarray(canvas.buffer_rgba())[..., :3].astype(np.int16)  # (H, W, 3)
+        bb = ax.get_window_extent()
+    h = img.shape[0]
+    x0, x1 = int(np.ceil(bb.x0)) + 2, int(np.floor(bb.x1)) - 2
+    y0, y1 = h - int(np.floor(bb.y1)) + 2, h - int(np.ceil(bb.y0)) - 2
+    inner = img[y0:y1, x0:x1]  # (h, w, 3) pixels strictly inside the axes frame
+    out = {}
+    for c in colors:
+        rgb = np.round(np.asarray(to_rgb(c)) * 255).astype(np.int16)
+        out[c] = int(np.sum(np.all(np.abs(inner - rgb) <= tol, axis=-1)))
+    return out

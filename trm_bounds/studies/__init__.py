@@ -16,6 +16,7 @@ study                       result file                   figures
 ``tabular_scaling``         ``tabular_scaling.json``      F3
 ``transformer_mismatch``    ``transformer_mismatch.json``  F7 (and the exported instances)
 ``demo_evaluation``         ``demo_eval/report.json``     F8
+``worst_case``              ``worst_case.json``           F9
 ``tabular_verification``    ``tabular_verification.json``  (none: the bound check at scale)
 ``certify_figure``          ``certify_figure.json``       F10 (reads transformer_instances.json)
 ``certify_coverage``        ``certify_coverage.json``     (none: coverage of the certificates)
@@ -78,6 +79,7 @@ STUDIES: dict[str, Study] = {
               torch=True),
         Study("demo_evaluation", "log evaluator demo (F8)", "demo_eval/report.json",
               outputs_folder=True),
+        Study("worst_case", "worst-case exact error against T (F9)", "worst_case.json"),
         Study("tabular_verification", "bound check on random tree instances",
               "tabular_verification.json"),
         Study("certify_figure", "certified bounds against the exact error (F10)",
@@ -89,7 +91,7 @@ STUDIES: dict[str, Study] = {
 #: The studies whose result files the figures read (what ``plot --recompute`` reruns).
 FIGURE_STUDIES: tuple[str, ...] = (
     "bound_scaling", "tabular_scaling", "transformer_mismatch", "demo_evaluation",
-    "certify_figure",
+    "worst_case", "certify_figure",
 )  # fmt: skip
 
 

@@ -283,10 +283,10 @@ def length_bias(a: Args, rng: np.random.Generator, device: str = "cpu") -> dict:
 
 #: Criteria of the F6 simulation (trm_bounds.masking names) and their legend labels.
 SIM_CRITERIA = {
-    "seq_max_k2": "TRM-Max (max k2 <= 0.05)",
-    "seq_mean_k3": "TRM-Avg (mean k3 <= 0.001)",
-    "ser": "SER (mean |rho-1| <= 0.05)",
-    "ln_trm": "LN-TRM (W/Z <= 0.05, delta 0.05)",
+    "seq_max_k2": r"TRM-Max (max$_t\,k_2\leq0.05$)",
+    "seq_mean_k3": r"TRM-Avg ($\overline{k_3}\leq0.001$)",
+    "ser": r"SER ($\overline{|\rho-1|}\leq0.05$)",
+    "ln_trm": r"LN-TRM ($W/Z\leq0.05$, $\delta=0.05$)",
 }
 
 

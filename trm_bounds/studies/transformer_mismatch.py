@@ -1,10 +1,15 @@
 r"""Exact surrogate error against the bounds on small transformers, per mismatch source (F7).
 
-Trains a dense and an MoE decoder (:mod:`trm_bounds.transformer`) for a few seconds on a sparse
-Markov source, builds one policy pair per mismatch source, and
+Trains a dense and an MoE decoder (:mod:`trm_bounds.transformer`) on a sparse Markov source
+with a curriculum (``steps`` Adam steps at length 8, then ``long_steps`` at ``train_T =
+1024``, so that the Monte Carlo horizon is in distribution), builds one policy pair per
+mismatch source, and
 
-- enumerates every sequence at a few horizons (default ``V = 4``, ``T = 4, 6, 7``) to get
-  every exact quantity and bound (:func:`trm_bounds.engines.neural.exact_quantities`);
+- enumerates every sequence at a few horizons (default ``V = 4``, ``T = 4, 6, 8, 10``;
+  ``--large`` adds ``T = 12``, 16.7M sequences per prompt) with the KV-cached prefix-tree
+  walk (:func:`trm_bounds.engines.neural.enumerate_with_routes`; a model shared by several
+  pairs is walked once) to get every exact quantity and bound
+  (:func:`trm_bounds.engines.neural.exact_quantities`);
 - samples long horizons (default ``T = 1024``) and reports Monte Carlo estimates with
   4-sigma intervals and plug-in bounds (:mod:`trm_bounds.estimators`), with the caveat that
   ``eps``/``delta`` there are observed maxima (lower estimates);
@@ -21,12 +26,13 @@ JSON layout of ``experiments/results/transformer_mismatch.json`` (besides the pr
 ``experiment, created, git_hash, args, seed`` of ``trm_bounds.results.write_results``):
 
 ``device`` (str), ``torch_version`` (str), ``seconds`` (float, whole run)
-``model``: ``{"dense": GPTConfig fields + final_loss, "moe": ...}``
+``model``: ``{"dense": GPTConfig fields + train_steps, train_T, final_loss, train_seconds
+(and long_steps, long_T, long_batch with the curriculum), "moe": ...}``
 ``source``: ``{"V", "n_prompts", "n_allowed", "leak", "allowed": [V][V] bools}``;
 ``p_x``: ``[n_prompts]``; ``reward``: its definition (str)
 ``sources``: ``{name: {"description": str, "params": {...}}}``
 ``exact``: list of rows, one per (source, T), each with
-    ``source, T, n_sequences`` and the exact quantities ``J_roll, J_theta, L_prime, error,
+    ``source, V, T, n_sequences, seconds`` and the exact quantities ``J_roll, J_theta, L_prime, error,
     error_identity, error_max_over_rewards, eps, delta, Dbar (list over t), D_KL_seq,
     D_TV_seq, bounds_published, bounds_sharp`` (dicts keyed by the twelve
     ``trm_bounds.bounds.BOUND_NAMES``), and the summary ``tightest_published`` /
@@ -35,7 +41,8 @@ JSON layout of ``experiments/results/transformer_mismatch.json`` (besides the pr
     ``adaptive_hybrid`` when the TV route is active), ``ratio_published`` / ``ratio_sharp``
     (tightest bound divided by ``|error|``), ``ratio_worst_case_sharp`` (tightest sharp bound
     divided by ``max_R |Error|``), and for ``moe_routing`` ``route_flips`` = ``[flipped, total]``
-    (layer, position) routing decisions over all enumerated inputs.
+    (layer, prompt, context) routing decisions, each context counted once
+    (:func:`trm_bounds.engines.neural.route_flips`).
 ``montecarlo``: list of rows, one per source, each with ``source, T, N, seconds``,
     ``estimates`` (``{name: {"mean", "se", "lo", "hi"}}`` for ``error, L_prime, J_diff,
     D_KL_seq`` (from ``sum_t k3``), ``D_KL_seq_k1``, ``D_KL_seq_rb`` (sum of exact visited
@@ -46,8 +53,9 @@ JSON layout of ``experiments/results/transformer_mismatch.json`` (besides the pr
 
 Usage::
 
-    python experiments/transformer_mismatch.py                 # CPU default, 1-3 minutes
+    python experiments/transformer_mismatch.py                 # CPU default, 2-4 CPU minutes
     python experiments/transformer_mismatch.py --small         # the plot command's size
+    python experiments/transformer_mismatch.py --large         # + T = 12 (CPU, about an hour)
     python experiments/transformer_mismatch.py --device cuda --full
 
 (or ``python -m trm_bounds.studies.transformer_mismatch`` with the same flags).
@@ -64,10 +72,10 @@ import numpy as np
 import torch
 
 from trm_bounds.engines.neural import (
-    enumerate_tables,
+    enumerate_with_routes,
     exact_quantities,
     reward_table,
-    sequence_tokens,
+    route_flips,
 )
 from trm_bounds.estimators import CAVEAT, mc_estimates, plugin_bounds_from_estimates
 from trm_bounds.instances.format import instance_record, write_instances
@@ -77,7 +85,6 @@ from trm_bounds.transformer import (
     GPT,
     GPTConfig,
     MarkovSource,
-    count_route_flips,
     moe_routing_pair,
     no_tf32,
     precision_pair,
@@ -93,7 +100,7 @@ INSTANCES = "transformer_instances.json"
 
 @dataclass
 class Args:
-    """Arguments of the study (default: CPU, 1-3 minutes; ``--small``: the smallest sizes).
+    """Arguments of the study (default: CPU, 2-4 CPU minutes; ``--small``: the smallest sizes).
 
     ``out`` / ``instances_out`` None: ``experiments/results/`` in a source checkout, else
     ``./results/`` (``transformer_mismatch.json``, ``transformer_instances.json``).
@@ -107,11 +114,14 @@ class Args:
     V: int = 4  # vocabulary size (>= 2)
     export_T: int = 4  # horizon of the exported instances (one of T_exact)
     threads: int = 1  # torch CPU threads (tiny models: 1 is fastest)
-    T_exact: tuple[int, ...] = (4, 6, 7)  # enumerated horizons
+    T_exact: tuple[int, ...] = (4, 6, 8, 10)  # enumerated horizons (KV-cached tree walk)
     T_mc: int = 1024  # Monte Carlo horizon
     N_mc: int = 16  # Monte Carlo samples
     mc_batch: int = 16  # Monte Carlo batch
-    steps: int = 200  # training steps of each model
+    steps: int = 200  # training steps of each model at length 8
+    train_T: int = 1024  # sequence length of the second training phase (curriculum)
+    long_steps: int = 40  # training steps at train_T after the short phase (0: none)
+    long_batch: int = 4  # batch of the long phase
 
     def __post_init__(self) -> None:
         if self.V < 2:
@@ -123,10 +133,15 @@ class Args:
             raise ValueError(f"--device: {self.device!r} requested but CUDA is not available")
 
 
-#: Size presets (``--small``: smallest; ``--full``: larger, meant for ``--device cuda``).
+#: Size presets (``--small``: smallest, trained at length 8 only; ``--large``: the default
+#: plus enumerations up to ``T = 12``, 16.7M sequences per prompt; ``--full``: larger, meant
+#: for ``--device cuda``).
 SIZES = {
-    "small": {"T_exact": (4, 6), "T_mc": 256, "N_mc": 32, "mc_batch": 32, "steps": 150},
-    "full": {"T_exact": (4, 6, 8, 10), "T_mc": 4096, "N_mc": 512, "mc_batch": 256, "steps": 400},
+    "small": {"T_exact": (4, 6), "T_mc": 256, "N_mc": 32, "mc_batch": 32, "steps": 150,
+              "long_steps": 0},
+    "large": {"T_exact": (4, 6, 8, 10, 12)},
+    "full": {"T_exact": (4, 6, 8, 10, 12), "T_mc": 4096, "N_mc": 512, "mc_batch": 256,
+             "steps": 400, "train_T": 4096, "long_steps": 200, "long_batch": 8},
 }
 
 SOURCES = {
@@ -162,6 +177,18 @@ def build_pairs(dense: GPT, moe: GPT, source: MarkovSource, seed: int) -> dict:
     }
 
 
+def _fingerprint(model: GPT) -> int:
+    """Hash of a model's dtype, weights and router perturbations (equal models walk once)."""
+    import hashlib
+
+    h = hashlib.sha256(str(model.dtype).encode())
+    for t in [*model.state_dict().values(),
+              *(getattr(b.mlp, "router_perturbation", None) for b in model.blocks)]:
+        if t is not None:
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return int.from_bytes(h.digest()[:8], "big")
+
+
 def summarise(q: dict) -> dict:
     """Tightest published/sharp bound and its ratio to |error| and to max_R |Error|."""
     out = {}
@@ -185,7 +212,8 @@ def run(args: Args) -> dict:
                      else default_out(INSTANCES))
     t_start = time.perf_counter()
     size = {"T_exact": list(args.T_exact), "T_mc": args.T_mc, "N_mc": args.N_mc,
-            "mc_batch": args.mc_batch, "steps": args.steps}
+            "mc_batch": args.mc_batch, "steps": args.steps, "train_T": args.train_T,
+            "long_steps": args.long_steps, "long_batch": args.long_batch}
     dev = torch.device(args.device)
     if dev.type == "cuda":
         no_tf32()
@@ -196,24 +224,40 @@ def run(args: Args) -> dict:
     for name, n_exp in progress([("dense", 0), ("moe", 4)], desc="train"):
         cfg = GPTConfig(vocab_size=V, n_prompts=n_prompts, n_experts=n_exp, seed=args.seed)
         m = GPT(cfg).to(dev)
+        t0 = time.perf_counter()
         losses = train_on_source(m, source, steps=size["steps"], lr=1e-2, seed=args.seed)
+        info = {"train_steps": size["steps"], "train_T": 8, "final_loss": losses[-1]}
+        if args.long_steps > 0:  # curriculum: then at the Monte Carlo length
+            long = train_on_source(m, source, steps=args.long_steps, T=args.train_T,
+                                   batch=args.long_batch, lr=3e-3, seed=args.seed + 1)
+            info.update(long_steps=args.long_steps, long_T=args.train_T,
+                        long_batch=args.long_batch, final_loss=long[-1])
         models[name] = m
-        model_info[name] = {**asdict(cfg), "train_steps": size["steps"], "final_loss": losses[-1]}
+        model_info[name] = {**asdict(cfg), **info, "train_seconds": time.perf_counter() - t0}
     pairs = build_pairs(models["dense"], models["moe"], source, args.seed)
 
     exact_rows, instances = [], []
+    tables: dict = {}  # model fingerprint -> (tables, routes): shared models walk once
+
+    def walk(model: GPT, T: int) -> tuple:
+        key = (_fingerprint(model), T)
+        for done in [k for k in tables if k[1] != T]:  # one horizon in memory at a time
+            del tables[done]
+        if key not in tables:
+            tables[key] = enumerate_with_routes(model, T)
+        return tables[key]
+
     jobs = [(name, T) for T in size["T_exact"] for name in pairs]
     for name, T in progress(jobs, desc="enumerate"):
         t0 = time.perf_counter()
         roll, theta = pairs[name]
-        pr, pt = enumerate_tables(roll, T), enumerate_tables(theta, T)
+        (pr, routes_r), (pt, routes_t) = walk(roll, T), walk(theta, T)
         R = reward_table(source, n_prompts, T)
         q = exact_quantities(pr, pt, R, p_x, device=dev).to_dict()
-        row = {"source": name, "T": T, "n_sequences": n_prompts * V**T, **q, **summarise(q)}
-        if name == "moe_routing":
-            toks = sequence_tokens(V, T, dev)
-            idx = torch.cat([torch.full((len(toks), 1), V, device=dev), toks[:, :-1]], 1)
-            row["route_flips"] = list(count_route_flips(roll, theta, idx))
+        row = {"source": name, "V": V, "T": T, "n_sequences": n_prompts * V**T, **q,
+               **summarise(q)}  # fmt: skip
+        if routes_r is not None:
+            row["route_flips"] = list(route_flips(routes_r, routes_t))
         row["seconds"] = time.perf_counter() - t0
         exact_rows.append(row)
         if T == args.export_T:
@@ -231,6 +275,7 @@ def run(args: Args) -> dict:
                 )
             )
 
+    tables.clear()
     mc_rows = []
     for name in progress(pairs, desc=f"monte carlo T={size['T_mc']}"):
         t0 = time.perf_counter()
@@ -298,6 +343,12 @@ def produce(args: Args) -> Path:
             f"eps={row['eps']:.3e} DKLseq={row['D_KL_seq']:.3e} "
             f"tightest={row['tightest_sharp']} x{row['ratio_sharp']:.3g}"
         )
+    for row in data["montecarlo"]:
+        e = row["estimates"]["error"]
+        print(f"{row['source']:>18} MC T={row['T']} N={row['N']} error={e['mean']:+.3e} "
+              f"+-{e['hi'] - e['mean']:.2e} eps_obs={row['eps_observed']:.3e} "
+              f"delta_obs={row['delta_observed']:.3e} "
+              f"B*_sharp={row['plugin_bounds_sharp']['unified']:.3e}")
     return out
 
 
