@@ -85,3 +85,25 @@ def test_cli_by_step_with_trend_figures_and_compare(run_dir, tmp_path):
     assert main([str(run_dir), "--compare", "--out", str(tmp_path / "c"), "--quiet"]) == 2
     a, b = str(run_dir / "train_data_step1.npz"), str(run_dir / "train_data_step2.npz")
     assert main([a, b, "--compare", "--out", str(tmp_path / "c"), "--quiet", "--no-figures"]) == 0
+
+
+def test_cli_runs_honour_level_and_html_flags(run_dir, tmp_path):
+    """``--level`` and ``--no-html`` reach every step of a run and both sides of a comparison
+    (no flag is silently ignored)."""
+    out = tmp_path / "o"
+    assert main([str(run_dir), "--by-step", "--out", str(out), "--quiet", "--no-figures",
+                 "--level", "0.9", "--no-html"]) == 0  # fmt: skip
+    steps = sorted(out.glob("step_*"))
+    assert len(steps) == 3
+    for d in steps:
+        rep = json.loads((d / "report.json").read_text())
+        assert rep["certified"]["published"]["level"] == 0.9
+        assert not (d / "report.html").exists()
+    a, b = str(run_dir / "train_data_step1.npz"), str(run_dir / "train_data_step2.npz")
+    c = tmp_path / "c"
+    assert main([a, b, "--compare", "--out", str(c), "--quiet", "--no-figures",
+                 "--level", "0.8"]) == 0  # fmt: skip
+    for side in ("a", "b"):
+        rep = json.loads((c / side / "report.json").read_text())
+        assert rep["certified"]["published"]["level"] == 0.8
+        assert (c / side / "report.html").exists()

@@ -48,13 +48,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message.splitlines()[0]}\n")
 
 
-def _positive(flag: str, value: float | None, *, allow_none: bool = True) -> str | None:
-    """An error message unless ``value`` is a finite positive number."""
-    if value is None and allow_none:
-        return None
-    if value is None or not (math.isfinite(value) and value > 0):
-        return f"{flag}: must be a finite positive number, got {value}"
-    return None
+def _check_out(parser: argparse.ArgumentParser, flag: str, path: Path) -> None:
+    """A usage error unless ``path`` can be (or become) a folder to write into."""
+    from trm_bounds.results import out_dir_error
+
+    if why := out_dir_error(path):
+        parser.error(f"{flag} {path}: {why}")
 
 
 # ----------------------------------------------------------------------------- bounds
@@ -207,7 +206,6 @@ def _exact(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 raise ValueError(f"{args.instances}: instance {i} (id {inst.id!r}): {exc}") from None
     except (ValueError, OSError) as exc:
         raise CliError(str(exc), status=2) from None
-    reports = [rep for rep, _ in checked]
     n_bad = 0
     for inst, (rep, bad) in zip(instances, checked, strict=True):
         print(format_report(rep, name=inst.id))
@@ -219,7 +217,7 @@ def _exact(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.out is not None:
         doc = {"schema": SCHEMA + "/reports", "source": str(args.instances),
                "reports": [{"id": inst.id, **dict(rep)}
-                           for inst, rep in zip(instances, reports, strict=True)]}
+                           for inst, (rep, _) in zip(instances, checked, strict=True)]}
         try:
             atomic_write_text(args.out, json.dumps(to_jsonable(doc), indent=1) + "\n")
         except OSError as exc:
@@ -256,101 +254,38 @@ def _parse_threshold(text: str) -> tuple[str, object]:
 
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from trm_bounds.evaluate import demo_dump_path, evaluate
-    from trm_bounds.logs import FORMATS, LogFormatError
-    from trm_bounds.masking import STAT_OF_CRITERION
-    from trm_bounds.results import out_dir_error
-
-    if args.fmt not in FORMATS:
-        parser.error(f"--format: {args.fmt!r} is not one of {', '.join(FORMATS)}")
-    dumps = list(args.dump)
-    if args.demo:
-        demo = demo_dump_path()
-        rel = os.path.relpath(demo)  # machine-independent in reports when run from the checkout
-        dumps.append(demo.as_posix() if rel.startswith("..") else rel)
-    if not dumps:
-        parser.error("give a DUMP or --demo")
-    for err in (_positive("--ln-delta", args.ln_delta, allow_none=False),
-                _positive("--ln-eps", args.ln_eps)):
-        if err:
-            parser.error(err)
-    for c in args.criteria or ():
-        if not all(p in STAT_OF_CRITERION for p in c.split(",")):
-            parser.error(f"--criterion: unknown criterion {c!r} "
-                         f"(known: {', '.join(STAT_OF_CRITERION)})")
-    if (args.rollout_rs is None) != (args.rollout_rs_threshold is None):
-        parser.error("--rollout-rs and --rollout-rs-threshold go together (verl's rule)")
-    if args.clamp_log_ratio is not None and not args.clamp_log_ratio > 0:
-        parser.error(f"--clamp-log-ratio: must be > 0, got {args.clamp_log_ratio}")
-    if not 0 < args.level < 1:
-        parser.error(f"--level: must lie in (0, 1), got {args.level}")
-    if args.chunk_size < 1 or args.buckets < 1:
-        parser.error("--chunk-size and --buckets must be positive")
-    if why := out_dir_error(args.out):
-        parser.error(f"--out {args.out}: {why}")
-    draw = None  # the evaluator's figure callback: matplotlib only when figures are drawn
-    if not args.no_figures:
-        from trm_bounds.plot.evaluate import draw_report_figures as draw
-    created = not args.out.exists()
-    if args.by_step or args.compare:
-        return _evaluate_runs(args, parser, dumps, draw, created)
-    try:
-        report = evaluate(
-            dumps, args.out, fmt=args.fmt, thresholds=dict(args.threshold),
-            criteria=args.criteria, ln_delta=args.ln_delta, ln_eps=args.ln_eps,
-            chunk_size=args.chunk_size, trust_pickle=args.trust_pickle,
-            n_buckets=args.buckets, draw_figures=draw,
-            progress=False if args.quiet else None, float64=args.float64, level=args.level,
-            engine=args.engine, address=args.address, html=not args.no_html,
-            rollout_rs=args.rollout_rs, rollout_rs_threshold=args.rollout_rs_threshold,
-            clamp_log_ratio=args.clamp_log_ratio, overwrite=args.overwrite,
-        )  # fmt: skip
-    except (LogFormatError, ValueError, OSError) as exc:
-        if created:  # nothing partial: remove the folder this run created, if still empty
-            try:
-                args.out.rmdir()
-            except OSError:
-                pass
-        if isinstance(exc, OSError):
-            raise CliError(f"{exc.filename or args.out}: {exc.strerror or exc}") from None
-        raise CliError(str(exc), status=2) from None
-    print(f"{report['n_sequences']} sequences, {report['n_tokens']} tokens -> "
-          f"{Path(args.out) / 'report.json'}")
-    return 0
-
-
-def _evaluate_runs(args, parser, dumps: list, draw, created: bool) -> int:
-    """``--by-step`` (one report per training step, plus trends) and ``--compare A B``."""
-    from trm_bounds.evaluate.runs import compare, evaluate_run
+    from trm_bounds.evaluate import check_options, demo_dump_path
+    from trm_bounds.evaluate.runs import evaluate_runs
     from trm_bounds.logs import LogFormatError
 
-    if args.by_step and args.compare:
-        parser.error("--by-step and --compare exclude each other")
-    if args.compare and len(dumps) != 2:
-        parser.error(f"--compare takes exactly two dumps (A B), got {len(dumps)}")
-    opts = dict(
-        fmt=args.fmt, thresholds=dict(args.threshold), criteria=args.criteria,
-        ln_delta=args.ln_delta, ln_eps=args.ln_eps, chunk_size=args.chunk_size,
-        trust_pickle=args.trust_pickle, n_buckets=args.buckets, draw_figures=draw,
-        progress=False if args.quiet else None, float64=args.float64,
-        rollout_rs=args.rollout_rs, rollout_rs_threshold=args.rollout_rs_threshold,
-        clamp_log_ratio=args.clamp_log_ratio, overwrite=args.overwrite,
-    )  # fmt: skip
+    dumps = list(args.dump)
+    if args.demo:  # relative when run from the checkout: machine-independent in reports
+        rel = os.path.relpath(demo := demo_dump_path())
+        dumps.append(demo.as_posix() if rel.startswith("..") else rel)
+    opts = dict(fmt=args.fmt, thresholds=dict(args.threshold), criteria=args.criteria,
+                ln_delta=args.ln_delta, ln_eps=args.ln_eps, chunk_size=args.chunk_size,
+                n_buckets=args.buckets, clamp_log_ratio=args.clamp_log_ratio,
+                rollout_rs=args.rollout_rs, rollout_rs_threshold=args.rollout_rs_threshold)  # fmt: skip
     try:
-        if args.compare:
-            compare(dumps[0], dumps[1], args.out, **opts)
-            print(f"a: {dumps[0]}, b: {dumps[1]} -> {Path(args.out) / 'compare.json'}")
-            return 0
-        trends = None
-        if draw is not None:
-            from trm_bounds.plot.figures_runs import draw_run_figures as trends
-        res = evaluate_run(dumps, args.out, draw_trends=trends, **opts)
+        check_options(paths=dumps, level=args.level, flags=True, **opts)
+    except ValueError as exc:
+        parser.error(str(exc))
+    _check_out(parser, "--out", args.out)
+    draw = trends = None  # the figure callbacks: matplotlib only when figures are drawn
+    if not args.no_figures:
+        from trm_bounds.plot.evaluate import draw_report_figures as draw
+        from trm_bounds.plot.figures_runs import draw_run_figures as trends
+    opts.update(trust_pickle=args.trust_pickle, draw_figures=draw, float64=args.float64,
+                progress=False if args.quiet else None, overwrite=args.overwrite,
+                level=args.level, engine=args.engine, address=args.address,
+                html=not args.no_html)  # fmt: skip
+    try:  # a failed run leaves nothing behind (evaluate and evaluate_runs clean up)
+        print(evaluate_runs(dumps, args.out, by_step=args.by_step, pair=args.compare,
+                            draw_trends=trends, **opts))  # fmt: skip
     except (LogFormatError, ValueError, OSError) as exc:
         if isinstance(exc, OSError):
             raise CliError(f"{exc.filename or args.out}: {exc.strerror or exc}") from None
         raise CliError(str(exc), status=2) from None
-    print(f"{len(res['steps'])} steps ({len(res['skipped_steps'])} skipped) -> "
-          f"{Path(args.out) / 'run.json'}")
     return 0
 
 
@@ -414,79 +349,30 @@ def _evaluate_parser(sub) -> None:
 
 
 def _plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from trm_bounds.results import checkout_root, out_dir_error, results_dir
-
     if args.full and not args.recompute:
         parser.error("--full only makes sense with --recompute")
-    bad = _positive("--dpi", args.dpi)
-    if bad:
-        parser.error(bad)
+    if args.dpi is not None and not (math.isfinite(args.dpi) and args.dpi > 0):
+        parser.error(f"--dpi: must be a finite positive number, got {args.dpi}")
     formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - {"png", "pdf", "svg"})
     if unknown or not formats:
         parser.error(f"--formats: unsupported format {unknown[0] if unknown else '(none)'!r}; "
                      "use png, pdf, svg")
-    for flag, path in (("--out", args.out),
-                       *((("--results", args.results),) if args.recompute and args.results
-                         else ())):  # fmt: skip
-        if why := out_dir_error(path):
-            parser.error(f"{flag} {path}: {why}")
+    _check_out(parser, "--out", args.out)
+    if args.recompute and args.results:
+        _check_out(parser, "--results", args.results)
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         raise CliError("plot needs matplotlib: pip install 'trm-bounds[plot]'") from None
-    from trm_bounds.plot import FIGURES, ResultFileError, render
+    from trm_bounds.plot.redraw import draw_all
 
-    results = args.results
-    if results is None:  # the checkout's results, else a folder beside the figures
-        results = results_dir() if checkout_root() is not None or not args.recompute \
-            else args.out / "results"
-    if args.recompute:
-        from trm_bounds.studies import STUDIES, recompute
-
-        needed = {FIGURES[k].source for k in (args.only or FIGURES)}  # run in registry order
-        names = [name for name, s in STUDIES.items() if s.result in needed]
-        device = "cuda" if args.full and _cuda_available() else None
-        failed = recompute(results, names=names, size="full" if args.full else "default",
-                           seed=args.seed, device=device)
-        if failed:
-            print(f"{PROG} plot: studies failed: {', '.join(failed)}", file=sys.stderr)
-    keys = args.only or list(FIGURES)
-    n_bad = 0
-    for key in keys:
-        spec = FIGURES[key]
-        try:
-            paths = render(spec, results, args.out, formats, dpi=args.dpi)
-        except FileNotFoundError as exc:
-            print(f"skip {key} ({spec.what}): {exc}; rerun with --recompute", file=sys.stderr)
-            n_bad += 1
-            continue
-        except (ResultFileError, ImportError) as exc:
-            print(f"FAILED {key} ({spec.what}): {exc}", file=sys.stderr)
-            n_bad += 1
-            continue
-        except OSError as exc:
-            raise CliError(f"{exc.filename or args.out}: {exc.strerror or exc}") from None
-        print(f"{key} {spec.what}: {', '.join(_rel(p) for p in paths)}")
-    print(f"{len(keys) - n_bad} of {len(keys)} figures written to {_rel(args.out)}")
+    try:
+        n_bad = draw_all(args.out, formats, results=args.results, keys=args.only, dpi=args.dpi,
+                         recompute=args.recompute, full=args.full, seed=args.seed)  # fmt: skip
+    except OSError as exc:
+        raise CliError(f"{exc.filename or args.out}: {exc.strerror or exc}") from None
     return 1 if n_bad else 0
-
-
-def _cuda_available() -> bool:
-    """Whether torch sees a GPU (imports torch only when ``--full`` asks)."""
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def _rel(p: Path) -> str:
-    """``p`` relative to the working directory when below it (shorter messages)."""
-    try:
-        return str(Path(p).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(p)
 
 
 def _add_plot(sub) -> None:
@@ -510,7 +396,7 @@ def _add_plot(sub) -> None:
                    help="figure folder (default: ./figures)")
     p.add_argument("--results", type=Path, default=None, help="folder of the result files")
     p.add_argument("--only", action="append", metavar="FN", type=str.upper,
-                   choices=[f"F{i}" for i in range(1, 10)],  # the registry's keys, no matplotlib
+                   choices=[f"F{i}" for i in range(1, 11)],  # the registry's keys, no matplotlib
                    help="draw only this figure (repeatable), e.g. F3")
     p.add_argument("--formats", default="png,pdf", help="comma-separated formats (png,pdf,svg)")
     p.add_argument("--dpi", type=float, default=None, help="PNG resolution (default 150)")

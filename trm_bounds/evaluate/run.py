@@ -149,34 +149,72 @@ def _remove_created(created: list[Path]) -> None:
 def check_options(
     *,
     fmt: str = "auto",
+    paths: Sequence[str | os.PathLike] | None = None,
     thresholds: Mapping[str, float] | None = None,
     criteria: Sequence[str] | None = None,
     ln_delta: float = 0.05,
     ln_eps: float | None = None,
+    rollout_rs: str | None = None,
+    rollout_rs_threshold: str | float | None = None,
+    clamp_log_ratio: float | None = None,
+    level: float = 0.95,
     chunk_size: int = 4096,
     n_buckets: int = 4,
-    level: float = 0.95,
+    flags: bool = False,
 ) -> None:
     """Validate the options of :func:`evaluate` up front; one-line ``ValueError`` naming the
-    first bad option and its value."""
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level!r}")
-    from trm_bounds.masking import check_ln_params, check_threshold, criterion_parts
+    first bad option and its value. ``paths``: the dumps, if known (one at least).
+    ``flags``: name the options by their flags of ``trm-bounds evaluate`` (its messages)."""
+
+    def bad(api: str, cli: str) -> ValueError:
+        return ValueError(cli if flags else api)
+
+    from trm_bounds.masking import (
+        STAT_OF_CRITERION,
+        check_ln_params,
+        check_threshold,
+        criterion_parts,
+    )
 
     if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    check_ln_params(ln_delta, ln_eps)
+        raise bad(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}",
+                  f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")  # fmt: skip
+    if paths is not None and not paths:
+        raise bad("path: no dump given", "give a DUMP or --demo")
+    try:
+        check_ln_params(ln_delta, ln_eps)
+    except ValueError as err:
+        name = str(err).split()[0]  # ln_delta or ln_eps
+        value = ln_delta if name == "ln_delta" else ln_eps
+        raise bad(str(err), f"--{name.replace('_', '-')}: must be a finite positive number, "
+                            f"got {value}") from None  # fmt: skip
+    if isinstance(criteria, str):
+        raise ValueError(f"criteria must be a list of names, got the string {criteria!r}")
+    for c in criteria or ():
+        if flags and not all(p in STAT_OF_CRITERION for p in c.split(",")):  # no blanks
+            raise ValueError(f"--criterion: unknown criterion {c!r} "
+                             f"(known: {', '.join(STAT_OF_CRITERION)})")  # fmt: skip
+        criterion_parts(c)
     for k, v in (thresholds or {}).items():
         criterion_parts(k)
         check_threshold(k, v)
-    if criteria is not None:
-        if isinstance(criteria, str):
-            raise ValueError(f"criteria must be a list of names, got the string {criteria!r}")
-        for c in criteria:
-            criterion_parts(c)
+    if (rollout_rs is None) != (rollout_rs_threshold is None):
+        both = ("rollout_rs", "rollout_rs_threshold")
+        needed, given = both if rollout_rs is None else both[::-1]
+        raise bad(f"{needed}: required with {given} (verl's rule)",
+                  "--rollout-rs and --rollout-rs-threshold go together (verl's rule)")  # fmt: skip
+    if clamp_log_ratio is not None and not (
+        isinstance(clamp_log_ratio, (int, float)) and clamp_log_ratio > 0
+    ):
+        raise bad(f"clamp_log_ratio must be > 0, got {clamp_log_ratio!r}",
+                  f"--clamp-log-ratio: must be > 0, got {clamp_log_ratio}")  # fmt: skip
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise bad(f"level must lie in (0, 1), got {level!r}",
+                  f"--level: must lie in (0, 1), got {level}")  # fmt: skip
     for name, v in (("chunk_size", chunk_size), ("n_buckets", n_buckets)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            raise bad(f"{name} must be a positive integer, got {v!r}",
+                      "--chunk-size and --buckets must be positive")  # fmt: skip
 
 
 #: ``draw_figures(report, directory) -> paths``: draws figures from a loaded ``report.json``
@@ -244,32 +282,24 @@ def evaluate(
     leaves none of them behind. A dataset with no valid token is an error.
     """
 
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     check_options(
-        fmt=fmt, thresholds=thresholds, criteria=criteria, ln_delta=ln_delta, ln_eps=ln_eps,
-        chunk_size=chunk_size, n_buckets=n_buckets, level=level,
+        fmt=fmt, paths=paths, thresholds=thresholds, criteria=criteria, ln_delta=ln_delta,
+        ln_eps=ln_eps, rollout_rs=rollout_rs, rollout_rs_threshold=rollout_rs_threshold,
+        clamp_log_ratio=clamp_log_ratio, level=level, chunk_size=chunk_size,
+        n_buckets=n_buckets,
     )  # fmt: skip
     from trm_bounds.evaluate.ray_engine import ENGINES
 
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if rollout_rs is not None:
-        from trm_bounds.masking import parse_rollout_rs
+        from trm_bounds.masking import CRITERIA, parse_rollout_rs
 
-        if rollout_rs_threshold is None:
-            raise ValueError("rollout_rs_threshold: required with rollout_rs (verl's rule)")
         name, rs_th = parse_rollout_rs(rollout_rs, rollout_rs_threshold)
-        from trm_bounds.masking import CRITERIA
-
         base = criteria if criteria is not None else [c for c in CRITERIA if c != "seq_max_kl"]
         criteria = [*base, name]
         thresholds = {**(thresholds or {}), **rs_th}
-    if clamp_log_ratio is not None and not (
-        isinstance(clamp_log_ratio, (int, float)) and clamp_log_ratio > 0
-    ):
-        raise ValueError(f"clamp_log_ratio must be > 0, got {clamp_log_ratio!r}")
-    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    if not paths:
-        raise ValueError("path: no dump given")
     from trm_bounds.masking._tensors import cpu_threads
 
     with cpu_threads():  # one torch thread: a busy core costs little (CPU_THREADS)

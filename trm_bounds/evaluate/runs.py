@@ -24,7 +24,10 @@ from trm_bounds.evaluate.run import OutputDirError, evaluate
 from trm_bounds.logs import LogFormatError, resolve_paths, step_of
 from trm_bounds.results import atomic_write_text, git_hash, to_jsonable
 
-__all__ = ["RUN_SCHEMA", "COMPARE_SCHEMA", "steps_of_run", "summary_row", "evaluate_run", "compare"]
+__all__ = [
+    "RUN_SCHEMA", "COMPARE_SCHEMA", "steps_of_run", "summary_row", "evaluate_run", "compare",
+    "evaluate_runs",
+]  # fmt: skip
 
 RUN_SCHEMA = "trm-bounds-run/v1"
 COMPARE_SCHEMA = "trm-bounds-compare/v1"
@@ -187,6 +190,36 @@ def compare(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
+
+
+def evaluate_runs(
+    dumps: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    by_step: bool = False,
+    pair: bool = False,
+    draw_trends: Any = None,
+    **options: Any,
+) -> str:
+    """What ``trm-bounds evaluate`` runs: one dataset (:func:`~trm_bounds.evaluate.evaluate`),
+    a run step by step (``--by-step``: :func:`evaluate_run`, trends drawn by ``draw_trends``)
+    or two dumps side by side (``--compare A B``: :func:`compare`); return the line that says
+    what was written where. ``ValueError`` (in the command line's words) for both modes at
+    once, or ``pair`` without exactly two dumps."""
+    if by_step and pair:
+        raise ValueError("--by-step and --compare exclude each other")
+    if pair and len(dumps) != 2:
+        raise ValueError(f"--compare takes exactly two dumps (A B), got {len(dumps)}")
+    out = Path(out_dir)
+    if pair:
+        a, b = dumps
+        compare(a, b, out, **options)
+        return f"a: {a}, b: {b} -> {out / 'compare.json'}"
+    if by_step:
+        res = evaluate_run(dumps, out, draw_trends=draw_trends, **options)
+        return f"{len(res['steps'])} steps ({len(res['skipped_steps'])} skipped) -> {out / 'run.json'}"
+    rep = evaluate(dumps, out, **options)
+    return f"{rep['n_sequences']} sequences, {rep['n_tokens']} tokens -> {out / 'report.json'}"
 
 
 def _names(x: Any) -> list[str]:

@@ -3,7 +3,8 @@
 Matplotlib is imported only inside this subpackage.  :mod:`.figures` holds the registry of
 F1-F8 and :func:`render`; the drawing functions live in :mod:`.figures_bounds` (F1, F2, F4,
 F5, F6), :mod:`.figures_exact` (F3, F7) and :mod:`.evaluate` (F8); :mod:`.result_file` reads
-the fields they need, and :mod:`.style` is the one style they share.
+the fields they need, and :mod:`.style` is the one style they share. :mod:`.redraw` is the
+work of ``trm-bounds plot``: rerun the studies, then draw every figure.
 """
 
 from .figures import FIGURES, FigureSpec, ResultFileError, render

@@ -204,8 +204,8 @@ FIGURES: dict[str, FigureSpec] = {
                 " (log-ratio criteria in nats and dimensionless scores in separate panels, the "
                 "threshold in use dotted), acceptance per length quantile with 95% Wilson intervals, "
                 "the per-position Dbar_t estimate with the eps plug-in value (not an estimate of the "
-                "true maximum, which no log shows: see the report), and histograms of the max-k2 and SER scores with the threshold "
-                "marked."
+                "true maximum, which no log shows: see the report), and histograms of the max-k2 and "
+                "SER scores with the threshold marked."
             ),
         ),
         FigureSpec(
