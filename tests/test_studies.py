@@ -72,3 +72,29 @@ def test_bad_flag_is_a_usage_error(capsys):
         tabular_scaling.main(["--T-max", "1"])
     assert exc.value.code == 2
     assert "--T-max" in capsys.readouterr().err
+
+
+def test_demo_evaluation_reruns_into_its_own_folder(tmp_path):
+    """The demo study owns its output folder: a second run replaces the first report (the
+    evaluator refuses a non-empty folder to users without --overwrite)."""
+    pytest.importorskip("torch")
+    from trm_bounds.studies import demo_evaluation as de
+
+    args = de.Args(out=str(tmp_path / "demo_eval"))
+    first = de.produce(args)
+    second = de.produce(args)
+    assert first == second and second.is_file()
+
+
+def test_plot_recompute_fails_when_a_study_fails(tmp_path, monkeypatch, capsys):
+    """A study that fails makes ``plot --recompute`` exit non-zero, even if an older result
+    file lets its figure be drawn."""
+    import trm_bounds.studies as studies
+    from trm_bounds.cli import plot_main
+
+    monkeypatch.setattr(studies, "recompute", lambda d, **kw: ["log evaluator demo (F8)"])
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    status = plot_main(["--recompute", "--only", "F4", "--results", str(results),
+                        "--out", str(tmp_path / "f")])  # fmt: skip
+    assert status != 0
+    assert "studies failed: log evaluator demo (F8)" in capsys.readouterr().err

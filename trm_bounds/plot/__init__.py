@@ -1,8 +1,9 @@
 """Figures of trm-bounds, drawn from result files (``python -m trm_bounds.plot``).
 
 Matplotlib is imported only inside this subpackage.  :mod:`.figures` holds the registry of
-F1-F8 and :func:`render`; the drawing functions live in :mod:`.figures_bounds` (F1, F2, F4,
-F5, F6), :mod:`.figures_exact` (F3, F7) and :mod:`.evaluate` (F8); :mod:`.result_file` reads
+F1-F10 and :func:`render`; the drawing functions live in :mod:`.figures_bounds` (F1, F2, F4,
+F5, F6), :mod:`.figures_scaling` (F3, F9), :mod:`.figures_exact` (F7), :mod:`.evaluate` (F8),
+:mod:`.figures_certify` (F10) and :mod:`.figures_runs` (per-step trends); :mod:`.result_file` reads
 the fields they need, and :mod:`.style` is the one style they share. :mod:`.redraw` is the
 work of ``trm-bounds plot``: rerun the studies, then draw every figure.
 """

@@ -48,17 +48,17 @@ def draw_all(
 ) -> int:  # fmt: skip
     """Draw the figures ``keys`` (default: all) from ``results`` (default:
     :func:`default_results`) into ``out``, after rerunning their studies if ``recompute``
-    (:func:`recompute_for`); return how many were not drawn. Prints one line per figure
+    (:func:`recompute_for`); return how many studies failed plus how many figures were not
+    drawn. Prints one line per figure
     drawn (stdout), per failed study, figure skipped for want of its result file or failed
     figure (stderr), and a summary; an ``OSError`` writing is raised."""
     if results is None:  # the checkout's results, else a folder beside the figures
         results = default_results(out, recompute=recompute)
-    if recompute:
-        failed = recompute_for(results, keys, full=full, seed=seed)
-        if failed:
-            print(f"trm-bounds plot: studies failed: {', '.join(failed)}", file=sys.stderr)
+    failed = recompute_for(results, keys, full=full, seed=seed) if recompute else []
+    if failed:
+        print(f"trm-bounds plot: studies failed: {', '.join(failed)}", file=sys.stderr)
     keys = keys or list(FIGURES)
-    n_bad = 0
+    n_bad = len(failed)  # a failed study fails the command, even if an older file is drawn
     for key in keys:
         spec = FIGURES[key]
         try:
@@ -72,7 +72,7 @@ def draw_all(
             n_bad += 1
             continue
         print(f"{key} {spec.what}: {', '.join(_rel(p) for p in paths)}")
-    print(f"{len(keys) - n_bad} of {len(keys)} figures written to {_rel(out)}")
+    print(f"{len(keys) - n_bad + len(failed)} of {len(keys)} figures written to {_rel(out)}")
     return n_bad
 
 

@@ -47,7 +47,9 @@ def run(args: Args) -> dict:
     out = Path(args.out) if args.out is not None else default_out(RESULT).parent
     demo = demo_dump_path()
     rel = os.path.relpath(demo)  # machine-independent in the report when run from the checkout
-    return evaluate([demo.as_posix() if rel.startswith("..") else rel], out, progress=False)
+    # the study owns its folder: a rerun replaces the earlier report
+    return evaluate([demo.as_posix() if rel.startswith("..") else rel], out, progress=False,
+                    overwrite=True)
 
 
 def produce(args: Args) -> Path:
