@@ -98,3 +98,13 @@ def test_plot_recompute_fails_when_a_study_fails(tmp_path, monkeypatch, capsys):
                         "--out", str(tmp_path / "f")])  # fmt: skip
     assert status != 0
     assert "studies failed: log evaluator demo (F8)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES))
+def test_every_study_has_a_help(name):
+    """``python -m trm_bounds.studies.NAME --help`` works for every study (also one with no size
+    presets), through the one study command line."""
+    r = subprocess.run([sys.executable, "-m", f"trm_bounds.studies.{name}", "--help"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "usage:" in r.stdout

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["parse_args", "apply_size", "default_out", "progress"]
+__all__ = ["parse_args", "apply_size", "default_out", "progress", "study_main"]
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -65,7 +65,7 @@ def parse_args(
                             help=help_)
         else:
             ap.add_argument(flag, dest=f.name, type=_scalar(tp), help=help_)
-    group = ap.add_mutually_exclusive_group()
+    group = ap.add_mutually_exclusive_group() if sizes else ap  # argparse: no empty group
     for name in sizes:
         group.add_argument(f"--{name}", dest="size", action="store_const", const=name,
                            help=f"preset: {', '.join(f'{k}={v}' for k, v in sizes[name].items())}")
@@ -98,3 +98,12 @@ def progress(iterable: Iterable[T], **kw: Any) -> Iterable[T]:
     except ImportError:
         return iterable
     return tqdm(iterable, file=sys.stderr, **kw)
+
+
+def study_main(module: types.ModuleType, argv: Sequence[str] | None) -> int:
+    """The command line of a study module: parse its ``Args`` (with its ``SIZES`` presets and
+    the first line of its docstring as description), run ``produce`` and print the file."""
+    doc = (module.__doc__ or "").split("\n")[0]
+    args = parse_args(module.Args, argv, description=doc, sizes=module.SIZES)
+    print(f"wrote {module.produce(args)}")
+    return 0

@@ -68,7 +68,7 @@ from trm_bounds.paper import (
 )
 from trm_bounds.paper import length_bias as length_bias_prob
 from trm_bounds.results import write_results
-from trm_bounds.studies._cli import default_out, parse_args, progress
+from trm_bounds.studies._cli import default_out, progress, study_main
 from trm_bounds.studies._fit import fit_slope, log_grid
 
 RESULT = "bound_scaling.json"
@@ -374,9 +374,7 @@ def produce(args: Args) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: compute and write the result file."""
-    args = parse_args(Args, argv, description=__doc__.split("\n")[0], sizes=SIZES)
-    print(f"wrote {produce(args)}")
-    return 0
+    return study_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

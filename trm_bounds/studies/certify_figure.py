@@ -54,7 +54,7 @@ import numpy as np
 from trm_bounds.certify.confidence import upper_confidence_bounds
 from trm_bounds.certify.samples import divergence_terms
 from trm_bounds.results import write_results
-from trm_bounds.studies._cli import default_out, parse_args, progress
+from trm_bounds.studies._cli import default_out, progress, study_main
 
 RESULT = "certify_figure.json"
 #: The transformer pair file this study reads (written by ``transformer_mismatch``).
@@ -245,9 +245,7 @@ def produce(args: Args) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: compute and write the result file."""
-    args = parse_args(Args, argv, description=__doc__.split("\n")[0], sizes=SIZES)
-    print(f"wrote {produce(args)}")
-    return 0
+    return study_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

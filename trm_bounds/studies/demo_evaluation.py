@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from trm_bounds.studies._cli import default_out, parse_args
+from trm_bounds.studies._cli import default_out, study_main
 
 RESULT = "demo_eval/report.json"
 
@@ -61,9 +61,7 @@ def produce(args: Args) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: evaluate the demo dump."""
-    args = parse_args(Args, argv, description=__doc__.split("\n")[0], sizes=SIZES)
-    print(f"wrote {produce(args)}")
-    return 0
+    return study_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

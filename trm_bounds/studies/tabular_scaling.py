@@ -81,7 +81,7 @@ from trm_bounds.engines.dp import exact_report
 from trm_bounds.instances.finite import FiniteStateInstance
 from trm_bounds.instances.named import random_walk, sparse_divergence, uniform_divergence
 from trm_bounds.results import write_results
-from trm_bounds.studies._cli import default_out, parse_args, progress
+from trm_bounds.studies._cli import default_out, progress, study_main
 from trm_bounds.studies._fit import log_grid
 from trm_bounds.studies._power_law import fit_exponential_tail, fit_power_law, sign_changes
 
@@ -257,9 +257,7 @@ def produce(args: Args) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: compute and write the result file."""
-    args = parse_args(Args, argv, description=__doc__.split("\n")[0], sizes=SIZES)
-    print(f"wrote {produce(args)}")
-    return 0
+    return study_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ from trm_bounds.instances.worst_case import (
     walk_tilt_positions,
 )
 from trm_bounds.results import write_results
-from trm_bounds.studies._cli import default_out, parse_args, progress
+from trm_bounds.studies._cli import default_out, progress, study_main
 from trm_bounds.studies._fit import log_grid
 from trm_bounds.studies._power_law import fit_power_law
 
@@ -273,9 +273,7 @@ def produce(args: Args) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: compute and write the result file."""
-    args = parse_args(Args, argv, description=__doc__.split("\n")[0], sizes=SIZES)
-    print(f"wrote {produce(args)}")
-    return 0
+    return study_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
