@@ -1,12 +1,14 @@
 """Coverage of the certified bound on exact instances (docs/theory.md §9, the study
 trm_bounds.studies.certify_coverage): fixed seed, 400 repetitions, asserted at
 1 - alpha - 3 se (binomial), including a pair without absolute continuity, an adversarial
-reward and a finite-state pair at T = 64."""
+reward and a finite-state pair at T = 64; the study on Ray (``engine='ray'``) gives the local
+table to the bit."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -14,7 +16,8 @@ import numpy as np
 import pytest
 
 from trm_bounds.certify.confidence import METHODS
-from trm_bounds.studies.certify_coverage import Args, coverage_table, settings
+from trm_bounds.studies import certify_coverage
+from trm_bounds.studies.certify_coverage import Args, coverage_table, run, settings
 
 LEVEL, REPS = 0.95, 400
 MIN_COVERAGE = LEVEL - 3 * math.sqrt(LEVEL * (1 - LEVEL) / REPS)  # 0.917
@@ -67,3 +70,43 @@ def test_tiny_run_writes_the_table(tmp_path):
         for row in sec["N"].values():
             for m in METHODS:
                 assert {"coverage", "se", "bound_coverage", "rel_width"} <= set(row[m])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A two-CPU local Ray cluster for this module (skipped without the [ray] extra)."""
+    ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})  # fmt: skip
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def test_ray_engine_equals_local_engine(cluster, monkeypatch):
+    """``engine='ray'`` (settings rebuilt in the tasks from their seeds, one generator per
+    block of repetitions) gives the local engine's table to the bit: every setting, N, method.
+    Tasks are kept small so the blocks are spread over several tasks and both workers."""
+    monkeypatch.setattr(certify_coverage, "_RAY_STEPS", 2_000)
+    small = dict(seed=3, reps=30, N=(8, 16), T_long=(8,), block_reps=7)
+    local, on_ray = run(Args(**small)), run(Args(**small, engine="ray"))
+    assert on_ray == local
+    row = local["settings"]["finite_sparse_T8"]["N"]["16"]
+    assert 0 < row["estimate_rel_sd"] and all(row[m]["rel_width"] > 0 for m in METHODS)
+
+
+def test_cli_engine_ray_under_python_m(cluster, tmp_path):
+    """``python -m ... --engine ray`` (the module runs as ``__main__``; its task must still be
+    sent by reference), joining this module's cluster: the local table, to the bit."""
+    flags = ["--seed", "2", "--reps", "12", "--N", "8", "--T-long", "8", "--block-reps", "5"]
+    address = cluster.get_runtime_context().gcs_address
+    tables = []
+    for extra in ([], ["--engine", "ray", "--address", address]):
+        out = tmp_path / f"cc{len(tables)}.json"
+        proc = subprocess.run([sys.executable, "-m", "trm_bounds.studies.certify_coverage",
+                               *flags, *extra, "--out", str(out)],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        tables.append(json.loads(out.read_text())["settings"])
+    assert tables[1] == tables[0]

@@ -97,20 +97,22 @@ def test_page_is_self_contained_ordered_and_captioned(demo):
 
 
 def test_certified_section_rendered_when_present_and_skipped_when_absent(demo):
-    """A ``certified`` section puts the bound and its vacuity first; without it, the verdict
-    says so and the page still renders."""
+    """The verdict's words and the three certified bounds come first; without a ``certified``
+    section (an older report) the page says so and still renders."""
     import json
 
     base = json.loads((demo / "report.json").read_text())
-    assert "No certified bound" in report_html(base)
-    for bound, word in ((0.02, "informative"), (1.7, "vacuous")):
-        rep = {**base, "certified": {"level": 0.95, "method": "hoeffding", "n_sequences": 384,
-                                     "dbar_sum_estimate": 0.1, "dbar_sum_ucb": 0.2,
-                                     "bound": bound, "conditions": ["i.i.d. sequences"]}}
-        page = report_html(rep)
-        v = page[page.index('id="verdict"'):page.index("<h2>Metrics")]
-        assert f"Certified error bound: {bound:.4g}" in v and word in v and "i.i.d." in v
-
+    page = report_html(base)
+    cert, verdict = base["certified"], base["verdict"]
+    head = page[page.index('id="verdict"'):page.index("<h2>Metrics")]
+    assert html.escape(verdict["text"]) in head
+    cls = "bad" if verdict["status"] == "vacuous" else "good"
+    assert f'<p class="{cls}"><b>' in head
+    for key in ("bound_proved_here", "bound_sharp", "bound_published"):
+        assert f"{cert[key]:.4g}" in head
+    old = {k: v for k, v in base.items() if k not in ("certified", "verdict")}
+    page = report_html(old)
+    assert "No certified bound" in page and "<h2>Metrics" in page
 
 def test_hostile_fields_are_escaped(demo):
     """Every hostile string appears only escaped: no raw tag or attribute break-out."""

@@ -45,8 +45,8 @@ FIGURE_CAPTIONS = {
     ),
     "dbar_estimate": (
         "Average per-token divergence between trainer and rollout policies at each "
-        "position (an estimate of Dbar_t); the dashed line is the largest per-token "
-        "divergence observed (eps). Growth along the sequence means the mismatch "
+        "position (an estimate of Dbar_t); the dashed line is the eps plug-in value "
+        "(see the caveats). Growth along the sequence means the mismatch "
         "accumulates; the bounds grow with the sum of this curve."
     ),
     "hist_k2_max": (
@@ -63,14 +63,17 @@ FIGURE_CAPTIONS = {
 _CAVEATS = (
     (
         "What is estimated",
-        "The divergences in this report (delta, eps, D_KL^seq, Dbar_t) are computed from "
-        "the logged tokens only. The maxima are lower estimates: unlogged contexts can "
-        "diverge more. The averages are unbiased estimates with sampling noise.",
+        "D_KL^seq and Dbar_t are averages over the logged sequences: unbiased estimates "
+        "with sampling noise. delta and eps are plug-in values, not estimates: the true "
+        "maxima range over every context a policy can reach, which no log shows, and a "
+        "sampled token's k2 is neither a lower bound nor an unbiased estimate of its "
+        "context's KL (log logits or top-k logprobs for guaranteed values). The certified "
+        "bound needs neither maximum.",
     ),
     (
         "What is conditional",
-        "The plug-in bounds hold only if the true divergences equal the estimates used; "
-        "because the maxima are underestimated, these bounds are optimistic, not guarantees.",
+        "The plug-in bounds hold only if the true maxima equal the plug-in values used, "
+        "which no log can show: they are conditional statements, not guarantees.",
     ),
     (
         "What is certified",
@@ -124,27 +127,36 @@ def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> str:
 
 def _verdict(r: Mapping[str, Any]) -> list[str]:
     out = ['<section class="verdict" id="verdict"><h2>Verdict</h2>']
-    cert = r.get("certified")
-    if isinstance(cert, Mapping) and cert.get("bound") is not None:
-        bound = cert["bound"]
-        vac = cert.get("vacuous")
-        if vac is None and isinstance(bound, (int, float)):
-            vac = not bound < 1.0
-        cls, word = ("bad", "vacuous") if vac else ("good", "informative")
+    v, cert = r.get("verdict"), r.get("certified")
+    if isinstance(v, Mapping) and v.get("text"):
+        cls = "bad" if v.get("status") == "vacuous" else "good"
+        out.append(f'<p class="{cls}"><b>{_e(v["text"])}</b></p>')
+    if isinstance(cert, Mapping) and cert.get("bound_proved_here") is not None:
+        out.append(_table(("certified bound on |Error|", "value"), (
+            ("constant 1, proved here (docs/theory.md §9)", cert["bound_proved_here"]),
+            ("sharp constant 2", cert.get("bound_sharp")),
+            ("published constant 4", cert.get("bound_published")),
+        )))  # fmt: skip
         out.append(
-            f"<p><b>Certified error bound: {_num(bound)}</b> "
-            f'(<span class="{cls}">{word}</span>), at confidence level '
-            f"{_num(cert.get('level'))} by {_e(cert.get('method', '-'))} from "
-            f"{_num(cert.get('n_sequences'))} sequences.</p>"
+            f"<p>At confidence level {_num(cert.get('level'))} ({_e(cert.get('method', '-'))} "
+            f"upper confidence bound on sum_t Dbar_t from {_num(cert.get('n_sequences'))} "
+            f"sequences, T_max = {_num(cert.get('T_max'))}).</p>"
         )
-        cond = cert.get("conditions")
+        cond = (cert.get("proved_here") or {}).get("conditions")
         if cond:
-            items = cond if isinstance(cond, (list, tuple)) else [cond]
-            out.append("<p>It assumes: " + "; ".join(_e(c) for c in items) + ".</p>")
+            out.append("<p>It assumes: " + "; ".join(_e(c) for c in cond) + ".</p>")
     else:
         out.append(
             "<p>No certified bound in this report (it has no <code>certified</code> "
             "section); the bounds below are conditional plug-in values.</p>"
+        )
+    est = r.get("error_estimate")
+    if isinstance(est, Mapping) and isinstance(est.get("error"), Mapping):
+        e = est["error"]
+        out.append(
+            f"<p>Estimated actual error (from rewards, an estimate): {_num(e.get('estimate'))}, "
+            f"interval [{_num(e.get('lo'))}, {_num(e.get('hi'))}], effective sample size "
+            f"{_num(est.get('ess'))}.</p>"
         )
     b = r.get("bounds")
     if isinstance(b, Mapping) and b.get("computed") and b.get("sharp"):
@@ -154,14 +166,6 @@ def _verdict(r: Mapping[str, Any]) -> list[str]:
             f"<p>Smallest plug-in bound (conditional, sharp constants): {_e(name)} = "
             f'{_num(val)} (<span class="{cls}">{word}</span>).</p>'
         )
-    verdict = r.get("verdict")
-    if isinstance(verdict, Mapping):
-        out.append(_table(("verdict", "value"), verdict.items()))
-    elif verdict is not None:
-        out.append(f"<p><b>{_e(verdict)}</b></p>")
-    for key in ("estimated_error", "error_estimate"):
-        if key in r:
-            out.append(f"<p>Estimated actual error (from rewards): {_num(r[key])}</p>")
     crit = r.get("criteria") or {}
     if crit:
         out.append(f"<p>Acceptance at the thresholds in use ({_num(r.get('n_sequences'))} "
@@ -238,12 +242,12 @@ def report_html(report: Mapping[str, Any], figures: Iterable[Path] = ()) -> str:
     o = r.get("observed")
     if isinstance(o, Mapping):
         parts += [
-            "<h2>Observed divergences (lower estimates)</h2>",
+            "<h2>Observed divergences (plug-in values)</h2>",
             f"<p>Source: {_e(o.get('source', '-'))}.</p>",
-            _table(("quantity", "value"), (
-                ("delta (per-token KL, max)", o.get("delta_lower_estimate")),
-                ("eps (per-token TV, max)", o.get("eps_lower_estimate")),
-                ("D_KL^seq (mean)", o.get("dkl_seq_estimate")),
+            _table(("quantity", "value", "what it is"), (
+                ("delta (per-token KL, max)", o.get("delta_plugin"), o.get("delta_label", "")),
+                ("eps (per-token TV, max)", o.get("eps_plugin"), o.get("eps_label", "")),
+                ("D_KL^seq (mean)", o.get("dkl_seq_estimate"), o.get("dkl_seq_label", "")),
             )),
         ]  # fmt: skip
     b = r.get("bounds")

@@ -16,18 +16,27 @@ cross-checked against the tree engine), a tree instance without absolute continu
 rollout: rollout zeros where theta has mass), and finite-state instances with long ``T`` (exact
 values by the DP engine, sequences simulated step by step; ``max_R`` over final-state rewards).
 
+The repetitions of each ``(setting, N)`` are cut into blocks of ``block_reps``; each block draws
+its batches from its own generator, seeded by ``(seed, crc32(setting name), N, first
+repetition)``, so the numbers do not depend on the engine. ``--engine ray`` checks the blocks in
+Ray tasks: a task rebuilds its settings from their seeds (only seeds go out) and returns the
+per-repetition indicators (never the samples); the table equals the local one to the bit.
+
 Usage::
 
     python experiments/certify_coverage.py            # default (small): about a minute
     python experiments/certify_coverage.py --full     # N up to 4096, T up to 1024
+    python experiments/certify_coverage.py --engine ray [--address auto]
 
 (or ``python -m trm_bounds.studies.certify_coverage`` with the same flags).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,7 +52,8 @@ from trm_bounds.instances.tree import TreeInstance
 from trm_bounds.results import write_results
 from trm_bounds.studies._cli import default_out, parse_args, progress
 
-__all__ = ["Args", "SIZES", "run", "produce", "main", "settings", "coverage_table"]
+__all__ = ["Args", "SIZES", "Block", "run", "produce", "main", "settings", "make_setting",
+           "coverage_table", "coverage_blocks"]
 
 RESULT = "certify_coverage.json"
 
@@ -63,6 +73,15 @@ class Args:
     N: tuple[int, ...] = (16, 64, 256, 1024)  # batch sizes
     T_long: tuple[int, ...] = (64, 256)  # horizons of the finite-state settings
     max_batch: int = 2**22  # sequences simulated at once (memory)
+    block_reps: int = 250  # repetitions per block (one generator each: part of the seeding)
+    engine: str = "local"  # local, or ray: the blocks checked in Ray tasks
+    address: str | None = None  # Ray address (None: start a local cluster; auto; ray://...)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise ValueError(f"engine must be local or ray, got {self.engine!r}")
+        if self.block_reps < 1:
+            raise ValueError(f"block_reps must be >= 1, got {self.block_reps}")
 
 
 #: Size presets.
@@ -84,6 +103,8 @@ class Setting:
     tree: TreeInstance | None = None
     table: object | None = None
     finite: FiniteStateInstance | None = None
+    kind: str = ""  # make_setting(kind, seed[, T]) rebuilds it
+    seed: int = 0
 
     def sample_x(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` i.i.d. values of ``X`` under ``pi_roll``."""
@@ -120,67 +141,198 @@ def _non_ac_tree(seed: int) -> TreeInstance:
     return TreeInstance.from_arrays(base.p_x, pr, base.pi_theta, base.reward, id="non_ac_topk")
 
 
+#: Tree settings (exact by enumeration) and finite-state ones (exact by DP, one per ``T_long``).
+TREE_KINDS = ("tree_dense", "tree_sparse", "tree_moe_flip", "tree_non_ac")
+FINITE_KINDS = ("finite_uniform", "finite_sparse")
+
+
+def make_setting(kind: str, seed: int, T: int | None = None) -> Setting:
+    """The setting ``kind`` of the study at seed ``seed`` (``T``: finite-state kinds only).
+
+    A pure function of its arguments, so a Ray task rebuilds the setting from them.
+    """
+    if kind in TREE_KINDS:
+        if kind == "tree_non_ac":
+            inst = _non_ac_tree(seed + 4)
+        else:
+            gen, off, n = {"tree_dense": ("dense", 1, 2),
+                           "tree_sparse": ("sparse_divergence", 2, 1),
+                           "tree_moe_flip": ("moe_flip", 3, 1)}[kind]  # fmt: skip
+            inst = GENERATORS[gen](seed + off, 3, 4, n)
+        tb = sequence_table(inst.p_x, inst.pi_roll, inst.pi_theta, inst.reward)
+        return Setting(kind, tb.dbar_sum, tb.error_max, "all rewards", inst.T, tree=inst,
+                       table=tb, kind=kind, seed=seed)
+    if kind == "finite_uniform":
+        inst = uniform_divergence(4, T, form="finite_state", S=8, delta=1e-3, seed=seed)
+    elif kind == "finite_sparse":
+        inst = sparse_divergence(4, T, form="finite_state", S=8, k=4, kl_size=0.05, seed=seed)
+    else:
+        raise ValueError(f"kind must be one of {', '.join(TREE_KINDS + FINITE_KINDS)}, "
+                         f"got {kind!r}")
+    rep = dp.exact_report(inst)
+    return Setting(f"{kind}_T{T}", float(np.sum(rep["Dbar"])),
+                   float(rep["error_max_over_rewards"]), "final-state rewards", T, finite=inst,
+                   kind=kind, seed=seed)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_setting(kind: str, seed: int, T: int | None) -> Setting:
+    """:func:`make_setting` cached per process: a Ray worker builds each setting once."""
+    return make_setting(kind, seed, T)
+
+
 def settings(args: Args) -> list[Setting]:
     """The exact instances of the study."""
-    out = []
-    trees = [("tree_dense", GENERATORS["dense"](args.seed + 1, 3, 4, 2)),
-             ("tree_sparse", GENERATORS["sparse_divergence"](args.seed + 2, 3, 4, 1)),
-             ("tree_moe_flip", GENERATORS["moe_flip"](args.seed + 3, 3, 4, 1)),
-             ("tree_non_ac", _non_ac_tree(args.seed + 4))]
-    for name, inst in trees:
-        tb = sequence_table(inst.p_x, inst.pi_roll, inst.pi_theta, inst.reward)
-        out.append(Setting(name, tb.dbar_sum, tb.error_max, "all rewards", inst.T, tree=inst,
-                           table=tb))
-    for T in args.T_long:
-        for name, inst in (
-            ("finite_uniform", uniform_divergence(4, T, form="finite_state", S=8, delta=1e-3,
-                                                  seed=args.seed)),
-            ("finite_sparse", sparse_divergence(4, T, form="finite_state", S=8, k=4,
-                                                kl_size=0.05, seed=args.seed)),
-        ):
-            rep = dp.exact_report(inst)
-            out.append(Setting(f"{name}_T{T}", float(np.sum(rep["Dbar"])),
-                               float(rep["error_max_over_rewards"]), "final-state rewards", T,
-                               finite=inst))
-    return out
+    out = [make_setting(kind, args.seed) for kind in TREE_KINDS]
+    return out + [make_setting(kind, args.seed, T) for T in args.T_long for kind in FINITE_KINDS]
 
 
-def coverage_table(setting: Setting, *, N: int, reps: int, level: float,
-                   rng: np.random.Generator, max_batch: int = 2**22) -> dict:
-    """Coverage, bound coverage and relative widths of every method at one ``(setting, N)``."""
+def _draw(setting: Setting, rng: np.random.Generator, *, N: int, reps: int,
+          max_batch: int) -> np.ndarray:
+    """``reps`` batches of ``N`` values of ``X``, shape (reps, N), ``max_batch`` sequences at
+    most per draw."""
     chunks = []
     per = max(1, max_batch // N)
     for start in range(0, reps, per):
         m = min(per, reps - start)
         chunks.append(setting.sample_x(rng, m * N).reshape(m, N))
-    x = np.concatenate(chunks)  # (reps, N)
+    return np.concatenate(chunks)  # (reps, N)
+
+
+def _indicators(setting: Setting, x: np.ndarray, *, level: float,
+                methods: tuple[str, ...]) -> dict:
+    """Per repetition (row of ``x``, shape (reps, N)): the batch mean ``xbar``, and per method
+    ``covered`` (``U >= sum_t Dbar_t``), ``bound_covered`` (``U >= max_R |Error|``),
+    ``rel_width`` (``(U - sum_t Dbar_t) / sum_t Dbar_t``) and ``rel_ucb`` (``U / sum_t
+    Dbar_t``; both None when the sum is 0), each of shape (reps,)."""
     exact = setting.dbar_sum
-    row = {}
-    for method in METHODS:
+    out: dict = {"xbar": x.mean(axis=1)}  # (reps,)
+    for method in methods:
         u = upper_confidence_bounds(x, upper=float(setting.T), level=level, method=method)
-        cov = float(np.mean(u >= exact))
-        row[method] = {
-            "coverage": cov,
-            "se": math.sqrt(level * (1 - level) / reps),
-            "bound_coverage": float(np.mean(u >= setting.error_max)),
-            "rel_width": float(np.mean((u - exact) / exact)) if exact > 0 else None,
-            "rel_ucb": float(np.mean(u / exact)) if exact > 0 else None,
+        out[method] = {
+            "covered": u >= exact,  # (reps,) bool
+            "bound_covered": u >= setting.error_max,  # (reps,) bool
+            "rel_width": (u - exact) / exact if exact > 0 else None,  # (reps,)
+            "rel_ucb": u / exact if exact > 0 else None,  # (reps,)
         }
-    row["estimate_rel_sd"] = float(x.mean(axis=1).std() / exact) if exact > 0 else None
+    return out
+
+
+def _summarize(setting: Setting, parts: list[dict], *, level: float,
+               methods: tuple[str, ...]) -> dict:
+    """The row of one ``(setting, N)`` from the indicators of its blocks, in repetition order."""
+
+    def mean(m: str, key: str) -> float:
+        return float(np.mean(np.concatenate([p[m][key] for p in parts])))
+
+    exact = setting.dbar_sum
+    reps = sum(p["xbar"].size for p in parts)
+    row: dict = {}
+    for m in methods:
+        row[m] = {
+            "coverage": mean(m, "covered"),
+            "se": math.sqrt(level * (1 - level) / reps),
+            "bound_coverage": mean(m, "bound_covered"),
+            "rel_width": mean(m, "rel_width") if exact > 0 else None,
+            "rel_ucb": mean(m, "rel_ucb") if exact > 0 else None,
+        }
+    xbar = np.concatenate([p["xbar"] for p in parts])  # (reps,)
+    row["estimate_rel_sd"] = float(xbar.std() / exact) if exact > 0 else None
     return row
 
 
+def coverage_table(setting: Setting, *, N: int, reps: int, level: float,
+                   rng: np.random.Generator, max_batch: int = 2**22) -> dict:
+    """Coverage, bound coverage and relative widths of every method at one ``(setting, N)``,
+    every batch drawn from ``rng`` (one block)."""
+    x = _draw(setting, rng, N=N, reps=reps, max_batch=max_batch)
+    parts = [_indicators(setting, x, level=level, methods=METHODS)]
+    return _summarize(setting, parts, level=level, methods=METHODS)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One work item: repetitions ``[start, stop)`` of the setting ``make_setting(kind, seed,
+    T)`` at batch size ``N``, drawn from ``np.random.default_rng(rng_seed)``; every method of
+    ``methods`` on the same batches."""
+
+    kind: str
+    seed: int  # the study's seed (the instance)
+    T: int | None  # None for tree kinds
+    N: int
+    methods: tuple[str, ...]
+    start: int
+    stop: int
+    rng_seed: tuple[int, ...]  # (seed, crc32(setting name), N, start)
+    level: float
+    max_batch: int
+
+
+def coverage_blocks(blocks: list[Block]) -> list[dict]:
+    """Per block: its setting rebuilt from its seed, its batches drawn from its own generator,
+    and the per-repetition indicators (``xbar`` and, per method, ``covered``,
+    ``bound_covered``, ``rel_width``, ``rel_ucb``; arrays of shape (stop - start,)).
+
+    A pure function of its blocks, so it runs unchanged as a Ray task (``--engine ray``): only
+    the seeds travel, the instances and samples are generated where they are used.
+    """
+    out = []
+    for b in blocks:
+        st = _cached_setting(b.kind, b.seed, b.T)
+        rng = np.random.default_rng(list(b.rng_seed))
+        x = _draw(st, rng, N=b.N, reps=b.stop - b.start, max_batch=b.max_batch)  # (reps, N)
+        out.append(_indicators(st, x, level=b.level, methods=b.methods))
+    return out
+
+
+def _blocks(args: Args, st: Setting, n: int) -> list[Block]:
+    """The blocks of one ``(setting, N)``, in repetition order."""
+    key = zlib.crc32(st.name.encode())  # stable across processes, unlike hash()
+    T = st.T if st.finite is not None else None
+    return [Block(st.kind, st.seed, T, n, tuple(METHODS), a, min(a + args.block_reps, args.reps),
+                  (args.seed, key, n, a), args.level, args.max_batch)
+            for a in range(0, args.reps, args.block_reps)]  # fmt: skip
+
+
+#: Work per Ray task: about this many sequence-steps (a tree sequence counts as one step).
+_RAY_STEPS = 2**23
+
+
+def _computed(args: Args, blocks: list[Block]) -> list[dict]:
+    """:func:`coverage_blocks` of every block, here or on Ray (consecutive blocks packed into
+    tasks of about ``_RAY_STEPS`` sequence-steps); results in block order."""
+    if args.engine == "local":
+        return [r for b in progress(blocks, desc="certify coverage") for r in coverage_blocks([b])]
+    from trm_bounds.evaluate.ray_engine import ray_map
+
+    # The task by reference to the importable module, also under ``python -m`` (where this
+    # module is __main__ and would be pickled by value, its cache included).
+    from trm_bounds.studies.certify_coverage import coverage_blocks as task
+
+    parts: list[list[Block]] = []
+    load = _RAY_STEPS
+    for b in blocks:
+        cost = b.N * (b.stop - b.start) * (b.T or 1)
+        if parts and load + cost <= _RAY_STEPS:
+            parts[-1].append(b)
+            load += cost
+        else:
+            parts.append([b])
+            load = cost
+    return [r for part in ray_map(task, parts, address=args.address) for r in part]
+
+
 def run(args: Args) -> dict:
-    """The coverage table: ``settings[name]['N'][str(N)][method]``."""
-    rng = np.random.default_rng(args.seed)
-    out = {}
-    for st in progress(settings(args), desc="certify coverage"):
-        sec = {"dbar_sum": st.dbar_sum, "error_max": st.error_max, "error_max_scope": st.scope,
-               "T": st.T, "N": {}}
-        for n in args.N:
-            sec["N"][str(n)] = coverage_table(st, N=n, reps=args.reps, level=args.level,
-                                              rng=rng, max_batch=args.max_batch)
-        out[st.name] = sec
+    """The coverage table: ``settings[name]['N'][str(N)][method]`` (same numbers on either
+    engine)."""
+    sts = settings(args)
+    cells = [(st, n, _blocks(args, st, n)) for st in sts for n in args.N]
+    results = iter(_computed(args, [b for _, _, bs in cells for b in bs]))
+    out = {st.name: {"dbar_sum": st.dbar_sum, "error_max": st.error_max,
+                     "error_max_scope": st.scope, "T": st.T, "N": {}} for st in sts}
+    for st, n, bs in cells:
+        parts = [next(results) for _ in bs]
+        out[st.name]["N"][str(n)] = _summarize(st, parts, level=args.level, methods=METHODS)
     return {"level": args.level, "methods": list(METHODS), "settings": out}
 
 
