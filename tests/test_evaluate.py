@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import subprocess
@@ -86,6 +87,19 @@ def reference(src: dict, ln_delta: float = 0.05, ln_eps: float | None = None) ->
     return {"col": col, "dbar": np.array(dbar), "n_tokens": int(src["L"].sum())}
 
 
+def assert_csv_close(a: str, b: str, rtol: float = CHUNK_RTOL) -> None:
+    """Two ``sequences.csv`` texts: same header, rows and non-numeric cells (ids, decisions,
+    lengths); float cells within ``rtol`` (no absolute slack)."""
+    ra, rb = list(csv.reader(io.StringIO(a))), list(csv.reader(io.StringIO(b)))
+    assert ra[0] == rb[0] and len(ra) == len(rb)
+    for row_a, row_b in zip(ra[1:], rb[1:], strict=True):
+        for name, x, y in zip(ra[0], row_a, row_b, strict=True):
+            if x == y:
+                continue
+            fx, fy = float(x), float(y)  # a differing cell must be a float
+            assert abs(fx - fy) <= rtol * max(abs(fx), abs(fy)), (name, x, y)
+
+
 def assert_close_tree(a, b, rtol: float = CHUNK_RTOL) -> None:
     """Nested report values: floats within ``rtol`` (no absolute slack), the rest equal."""
     if isinstance(a, dict):
@@ -153,9 +167,12 @@ def test_report_matches_the_reference_loop(tmp_path, ln_eps):
     "writer", [write_npz, write_pt, lambda p, s: write_parquet(p, s, padded=True)]
 )
 def test_results_do_not_depend_on_chunk_size(tmp_path, writer):
-    """Streaming: chunk sizes 1, 3 and all-at-once give bit-identical CSVs, metrics, criteria,
-    buckets and curves; the per-position sums (Dbar_t estimate, and the observed values and
-    bounds computed from it) agree to CHUNK_RTOL (float64 rounding of the chunk sums)."""
+    """Streaming: chunk sizes 1, 3 and all-at-once give identical metrics, criteria, buckets,
+    curves and per-sequence decisions; the per-position sums (Dbar_t estimate, and the observed
+    values and bounds computed from it) and the per-sequence floats of sequences.csv agree to
+    CHUNK_RTOL. Each row is reduced on its own (bit-identical on one CPU and torch build), but
+    the suite does not promise the same rounding on every CPU's vector kernels, so floats are
+    compared to float64 rounding, not bit for bit."""
     src = random_source(B=23, T=19, seed=12, sigma=0.2)
     suffix = {write_npz: ".npz", write_pt: ".pt"}.get(writer, ".parquet")
     path = writer(tmp_path / f"d{suffix}", src)
@@ -167,7 +184,8 @@ def test_results_do_not_depend_on_chunk_size(tmp_path, writer):
         for k in POSITION_KEYS:
             assert_close_tree(rep[k], reps[-1][k])
     csvs = [(tmp_path / f"o{k}" / "sequences.csv").read_text() for k in (1, 3, 1000)]
-    assert csvs[0] == csvs[1] == csvs[2]
+    assert_csv_close(csvs[0], csvs[2])
+    assert_csv_close(csvs[1], csvs[2])
 
 
 def test_prefetch_gives_the_same_report(tmp_path):

@@ -542,10 +542,12 @@ def test_huge_ratio_overflows_to_inf_quietly():
 @pytest.mark.parametrize("T", [50, 40_000])
 @pytest.mark.parametrize("prefix", [True, False])
 def test_row_statistics_do_not_depend_on_the_rows_beside_them(T, prefix):
-    """A sequence's statistics are bit-identical whether it is evaluated alone, with other
+    """A sequence's statistics do not depend on whether it is evaluated alone, with other
     rows, or in row blocks of any size: every per-row value reduces that row alone (no
     matrix-vector product whose rounding depends on the block shape, and a one-row block of
-    >= 32768 cells is not split across threads)."""
+    >= 32768 cells is not split across threads). On one CPU and torch build that makes them
+    bit-identical; the test allows 4 float32 ulps (rtol 5e-7) so that it does not rest on
+    the reduction order of a particular CPU's vector kernels."""
     rng = np.random.default_rng(40)
     lp, rlp, mask = random_batch(rng, 5, T, prefix=prefix, scale=0.3)
     lp, rlp = lp.astype(np.float32), rlp.astype(np.float32)
@@ -554,8 +556,9 @@ def test_row_statistics_do_not_depend_on_the_rows_beside_them(T, prefix):
     for i in range(5):
         alone = sequence_stats(lp[i : i + 1], rlp[i : i + 1], mask[i : i + 1])
         for k in STAT_KEYS:
-            assert alone[k][0].item() == together[k][i].item(), (k, i)
-            assert blocked[k][i].item() == together[k][i].item(), (k, i)
+            ref = together[k][i].item()
+            for got in (alone[k][0].item(), blocked[k][i].item()):
+                assert got == ref or abs(got - ref) <= 5e-7 * abs(ref), (k, i, got, ref)
 
 
 @pytest.mark.parametrize(

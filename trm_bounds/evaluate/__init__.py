@@ -7,14 +7,7 @@ statistics per chunk (:mod:`trm_bounds.evaluate.stats`) and writes ``report.json
 (``--by-step``) and :func:`compare` two dumps side by side (``--compare A B``)
 (:mod:`trm_bounds.evaluate.runs`).
 
->>> import numpy as np
->>> from trm_bounds.logs import Batch
->>> b = Batch(np.log([[0.5, 0.25]]), np.log([[0.5, 0.5]]), np.array([[True, True]]))
->>> s, cols = chunk_stats(b)
->>> s.n_tokens, round(s.k2_max, 6)  # r = (0, -log 2), so k2_max = (log 2)^2 / 2
-(2, 0.240227)
->>> s.dbar_estimate.tolist()  # |rho_t - 1| / 2 = (0, 1/4)
-[0.0, 0.25]
+(The doctest of :mod:`trm_bounds.evaluate.stats` shows one chunk's statistics.)
 """
 
 from trm_bounds.evaluate.report import SCHEMA, build_report, report_markdown
