@@ -2,7 +2,7 @@ r"""The paper's closed forms of the bounds and the regimes where they hold (``do
 
 Each closed form is an equality or an *upper bound* of the exact sum in its regime; the
 regimes are the conditions under which no cap binds.  Proven symbolically by
-:mod:`trm_bounds.symbolic` and checked numerically in ``tests/test_bounds.py``.
+:mod:`trm_bounds.symbolic` and checked numerically in ``tests/bounds/test_formulas.py``.
 
 >>> round(float(pm_kl_closed_form(4096, delta=1e-4)), 2)  # docs/theory.md §7: 34.95
 34.95

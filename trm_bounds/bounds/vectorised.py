@@ -4,7 +4,7 @@ A fast twin of :mod:`trm_bounds.bounds.formulas` under the worst case ``Dbar_t =
 (``docs/theory.md §4``).  It builds every bound from the same prefix sums
 (:mod:`trm_bounds.bounds.prefix`) -- ``T(T-1)``, ``C(T-1)``, ``P(T-1)``, ``H(T-1)`` -- times the
 bound's constant, in place, so ``T = 1..10^6`` costs tens of milliseconds.  It is tested
-against the scalar formulas over the whole registry (``tests/test_bound_registry.py``).
+against the scalar formulas over the whole registry (``tests/bounds/test_registry.py``).
 """
 
 from __future__ import annotations

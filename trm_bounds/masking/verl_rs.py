@@ -5,7 +5,7 @@ verl 0.9.1 (``rollout_corr_helper.compute_rollout_rejection_mask``) returns a mo
 ``token_*`` options only the rejected tokens. :func:`rollout_rs_mask` returns that mask from
 our statistics (:func:`~trm_bounds.masking.sequence_stats`, :func:`~trm_bounds.masking.decide`)
 plus one per-token pass for the ``token_*`` options, so its decisions are verl's on every row
-(``tests/test_verl_parity.py``), with one deliberate difference: verl clips
+(``tests/masking/test_verl_rs.py``), with one deliberate difference: verl clips
 ``r = log pi_theta - log pi_roll`` to ``[-20, 20]``; we do not unless
 ``clamp_log_ratio=20``, so a trainer logprob of ``-inf`` is an infinite divergence (every
 criterion rejects it) instead of ``k2 = 200``. Token ``k1 = -r``, ``k2 = r^2/2``,
