@@ -67,7 +67,7 @@ def text(x: float, spec: str, *, what: str, rel: float = TEXT_GUARD, atol: float
     >>> try:
     ...     text(0.125, ".2f", what="slope")
     ... except MarginError as e:
-    ...     print(str(e)[-25:])
+    ...     print(str(e)[-24:])
     (prints as 0.12 or 0.13)
     """
     x = float(x)
