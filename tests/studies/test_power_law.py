@@ -68,7 +68,9 @@ def test_a_decay_must_fall_by_the_floor():
 def test_committed_curves_decide_the_same_under_perturbation():
     """Every regime of the committed tabular_scaling.json: the power-law window of
     max_R|Error|, its decay and the sign changes of Error are those stored in the file, and
-    stay the same under 20 random relative perturbations of REL_NOISE (fixed seed)."""
+    stay the same under 60 random relative perturbations of REL_NOISE (fixed seed; the
+    detector before the margin flipped its decay decision in 7 of 200 such perturbations of
+    each mixing regime)."""
     regs = json.loads((ROOT / "experiments/results/tabular_scaling.json").read_text())["regimes"]
     rng = np.random.default_rng(0)
     for name, reg in regs.items():
@@ -76,7 +78,7 @@ def test_committed_curves_decide_the_same_under_perturbation():
         err, m = np.asarray(reg["error"]), np.asarray(reg["error_max_over_rewards"])
         want_fit = reg["fits"]["error_max_over_rewards"]
         want = {"sign_changes": reg["sign_changes"], "decay": reg["decay"]}
-        for _ in range(20):
+        for _ in range(60):
             u = 1 + rng.uniform(-REL_NOISE, REL_NOISE, (2, T.size))
             fit = fit_power_law(T, m * u[1], floor=NOISE_FLOOR)
             assert (fit is None) == (want_fit is None), name
