@@ -41,14 +41,15 @@ def perturb_floats(obj: Any, rng: np.random.Generator, rel: float = REL_NOISE) -
     return obj
 
 
-def perturbed_copy(src: Path, dst: Path, seed: int, rel: float = REL_NOISE) -> int:
-    """Copy the result folder ``src`` to ``dst`` with every float of every ``*.json`` file
-    perturbed by :func:`perturb_floats` (seed ``seed``); other files verbatim.  Returns the
-    number of floats perturbed."""
+def perturbed_copy(src: Path, dst: Path, seed: int, rel: float = REL_NOISE,
+                   pattern: str = "*.json") -> int:  # fmt: skip
+    """Copy the result folder ``src`` to ``dst`` with every float of every file matching
+    ``pattern`` (all JSON files by default) perturbed by :func:`perturb_floats` (seed
+    ``seed``); other files verbatim.  Returns the number of floats perturbed."""
     shutil.copytree(src, dst)
     rng = np.random.default_rng(seed)
     n = 0
-    for path in sorted(dst.rglob("*.json")):
+    for path in sorted(dst.rglob(pattern)):
         data = json.loads(path.read_text())
         n += _count_floats(data)
         data = perturb_floats(data, rng, rel)
@@ -116,3 +117,12 @@ def test_rendering_is_the_same_from_perturbed_result_files(seed, tmp_path, origi
                                                      strict=True) if a != b]  # fmt: skip
     assert not diff, "\n".join(diff[:3])
     assert not stale_rows((ROOT / "paper_repro.md").read_text(), text)
+
+
+def test_a_perturbation_far_above_the_margin_changes_the_text(tmp_path, original):
+    """The rendering really reads the perturbed folder: the demo evaluation's report moved by
+    a relative 1e-2 (far above every margin) changes the row that reads it, and only that row."""
+    perturbed_copy(RESULTS, tmp_path / "results", 0, rel=1e-2, pattern="report.json")
+    text, _ = render(tmp_path / "results")
+    changed = [b for a, b in zip(original.splitlines(), text.splitlines(), strict=True) if a != b]
+    assert len(changed) == 1 and "| The minimum over the three bounds" in changed[0]
