@@ -8,7 +8,10 @@ values, never inputs to a computation.  Everything in the "ours" columns is comp
 Rounding: the paper prints 3-4 significant digits.  A value printed as ``x`` with ``d``
 decimals is reproduced when ``|ours - x| <= 0.5 * 10^-d`` ("rounded"), or, for the entries
 ``docs/theory.md §7`` lists as truncated, when ``x <= ours < x + 10^-d`` ("truncated").  An entry
-printed as ``<= x`` is reproduced when ``ours <= x + 0.5 * 10^-d``.
+printed as ``<= x`` is reproduced when ``ours <= x + 0.5 * 10^-d``.  Each yes/no is decided
+only when ``ours`` lies at least a relative ``1e-8`` from the edges of its interval
+(:data:`trm_bounds.margins.TEXT_GUARD`), so it reads the same on every CPU; else
+:class:`~trm_bounds.margins.MarginError`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from trm_bounds.bounds import compute_bounds, kl_only, pm_kl_closed_form, pm_tv_closed_form
 from trm_bounds.bounds.table import format_value
+from trm_bounds.margins import TEXT_GUARD, MarginError
 
 __all__ = [
     "T_PAPER",
@@ -69,15 +73,21 @@ class PaperValue:
 def reproduced(ours: float, paper: float, decimals: int, relation: str) -> bool:
     """Whether ``ours`` reproduces the printed ``paper`` value under the paper's rounding."""
     unit = 10.0 ** (-decimals)
+    edges = {"rounded": (paper - 0.5 * unit, paper + 0.5 * unit), "truncated": (paper, paper + unit),
+             "upper": (paper + 0.5 * unit,), "below": (paper,)}  # fmt: skip
+    if relation not in edges:
+        raise ValueError(f"unknown relation {relation!r}")
+    for e in edges[relation]:
+        if abs(ours - e) <= TEXT_GUARD * abs(e):
+            raise MarginError(f"{ours!r} lies within a relative {TEXT_GUARD:g} of {e!r}, an edge "
+                              f"of the paper's {paper:g} ({relation})")  # fmt: skip
     if relation == "rounded":
-        return abs(ours - paper) <= 0.5 * unit * (1 + 1e-9)
+        return abs(ours - paper) <= 0.5 * unit
     if relation == "truncated":
         return paper <= ours < paper + unit
     if relation == "upper":
         return ours <= paper + 0.5 * unit
-    if relation == "below":
-        return ours < paper
-    raise ValueError(f"unknown relation {relation!r}")
+    return ours < paper
 
 
 def _columns() -> dict[str, dict[str, float]]:

@@ -160,8 +160,7 @@ def run_regime(make: Any, grid: np.ndarray, desc: str, params: dict[str, Any]) -
     out["bounds_sharp"] = sharp
 
     def fit(y: Any) -> dict[str, Any] | None:
-        y = np.asarray(y, dtype=np.float64)
-        return fit_power_law(T_arr, np.where(y > NOISE_FLOOR, y, 0.0))
+        return fit_power_law(T_arr, np.asarray(y, dtype=np.float64), floor=NOISE_FLOOR)
 
     fits = {
         "abs_error": fit(abs_error),
@@ -176,10 +175,18 @@ def run_regime(make: Any, grid: np.ndarray, desc: str, params: dict[str, Any]) -
             else (v or {}).get("slope"))
         for k, v in fits.items()
     }  # fmt: skip
-    out["sign_changes"] = sign_changes(T_arr, cols["error"])
-    m = np.asarray(cols["error_max_over_rewards"], dtype=np.float64)
-    out["decay"] = fit_exponential_tail(T_arr, np.where(m > NOISE_FLOOR, m, 0.0))
+    out.update(error_shape(T_arr, cols["error"], cols["error_max_over_rewards"]))
     return out
+
+
+def error_shape(T: Any, error: Any, error_max: Any) -> dict[str, Any]:
+    """Where the signed ``error`` changes sign and whether ``error_max`` (max_R |Error|) decays
+    exponentially (keys ``sign_changes``, ``decay`` of the result file), both with the margin
+    of :mod:`trm_bounds.studies._power_law` over the noise floor :data:`NOISE_FLOOR`."""
+    T = np.asarray(T, dtype=np.float64)
+    m = np.asarray(error_max, dtype=np.float64)
+    return {"sign_changes": sign_changes(T, np.asarray(error, dtype=np.float64), floor=NOISE_FLOOR),
+            "decay": fit_exponential_tail(T, m, floor=NOISE_FLOOR)}  # fmt: skip
 
 
 def run(args: Args) -> dict[str, Any]:
