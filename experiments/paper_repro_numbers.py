@@ -83,7 +83,7 @@ def _tiny(x: float, tol: float = 1e-12) -> str:
 
 def _instances(n_seeds: int = 12):
     """Exact tree instances of every generator kind (V in {2, 3}, T in {2, 3, 4})."""
-    from trm_bounds.instances.random import GENERATORS
+    from trm_bounds.instances.generators import GENERATORS
 
     for kind, make in GENERATORS.items():
         for seed in range(n_seeds):

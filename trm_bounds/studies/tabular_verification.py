@@ -1,6 +1,6 @@
 """Check every bound against the exact error on many random tree instances.
 
-For every generator kind of :data:`trm_bounds.instances.random.GENERATORS` (plus instances drawn
+For every generator kind of :data:`trm_bounds.instances.generators.GENERATORS` (plus instances drawn
 entry by entry, kind ``raw``), draws random instances, computes the exact report
 (:func:`trm_bounds.engines.tree.exact_report`) and records, per kind:
 
@@ -35,7 +35,7 @@ import numpy as np
 from trm_bounds.bounds import BOUND_NAMES
 from trm_bounds.divergences import softmax
 from trm_bounds.engines.tree import exact_report as _exact_report
-from trm_bounds.instances.random import GENERATORS
+from trm_bounds.instances.generators import GENERATORS
 from trm_bounds.instances.tree import TreeInstance, n_contexts
 from trm_bounds.results import write_results
 from trm_bounds.studies._cli import default_out, parse_args, progress
