@@ -7,7 +7,9 @@ reference that builds the same prefix sums of ``docs/theory.md §4`` with ``np.c
 over ``k = 0..N-1`` and multiplies them by the bounds' constants (no validation).  The
 reported ratio is the median over repetitions of ``time(compute_bounds) / time(reference)``
 taken pairwise, so a load change hits both sides alike.  ``--busy`` repeats everything with
-a competing process spinning on one core.  Target: ratio at most 1 at every size.
+a competing process spinning on one core.  Target (issue 16): ratio at most 1 on the
+array ``T = 100..10^6``; the smaller sizes show the fixed cost of one call (validation and
+a few dozen ufunc calls, about 0.1 ms), which the reference, validating nothing, does not pay.
 
 Scenarios: ``fixed`` -- the paper's measurements with scalar sequence divergences
 (delta = 1e-2 so that D_KL^seq = 0.01 <= T delta holds); ``uniform`` -- the
@@ -95,7 +97,7 @@ def side_by_side(repeats: int) -> dict:
             res.setdefault(name, {})[str(n)] = {
                 "compute_bounds_median_s": statistics.median(a_t),
                 "reference_median_s": statistics.median(b_t),
-                "ratio_median": ratio, "at_most_1x": ratio <= 1.0,
+                "ratio_median": ratio, "at_most_1x": bool(ratio <= 1.0),
                 "max_rel_diff_vs_reference": worst}
             print(f"{name:8s} N = {n:>7d}: compute_bounds {statistics.median(a_t) * 1e3:8.3f} ms, "
                   f"reference {statistics.median(b_t) * 1e3:8.3f} ms, ratio {ratio:.2f}")

@@ -181,7 +181,8 @@ def _check_sequence_relations(T_arr, eps, delta, dkl_seq, dtv_seq) -> None:
     """Relations 2, 3 and 6 (vectorised over an array of ``T``)."""
     if np.ndim(dtv_seq) == 0 and np.ndim(dkl_seq) == 0:
         bad_pinsker = dtv_seq - math.sqrt(dkl_seq / 2.0) > RELATION_TOL
-        bad_chain = dkl_seq > T_arr.min() * delta * (1 + RELATION_TOL) + RELATION_TOL
+        T_min = float(T_arr.min())  # a Python float: T delta overflows to inf, silently
+        bad_chain = dkl_seq > T_min * delta * (1 + RELATION_TOL) + RELATION_TOL
         i = j = 0
     else:  # one scratch buffer: at 10^6 entries fresh memory is the cost
         shape = T_arr.shape
@@ -192,7 +193,8 @@ def _check_sequence_relations(T_arr, eps, delta, dkl_seq, dtv_seq) -> None:
         bad = buf > RELATION_TOL
         bad_pinsker = bool(bad.any())
         j = int(np.argmax(bad)) if bad_pinsker else 0
-        np.multiply(T_arr, delta * (1 + RELATION_TOL), out=buf)
+        with np.errstate(over="ignore"):  # T delta beyond float64: inf, no relation broken
+            np.multiply(T_arr, delta * (1 + RELATION_TOL), out=buf)
         buf += RELATION_TOL
         bad_chain_arr = np.greater(dkl_seq, buf, out=bad)
         bad_chain = bool(bad_chain_arr.any())
