@@ -1,8 +1,9 @@
 """Benchmark: all twelve bounds over arrays of horizons, against a plain numpy reference.
 
 Writes ``experiments/results/bench_bounds.json``.  For each size ``N`` (``T = 100..N``,
-``N = 10^3 .. 10^6``; from T = 100 the fixed scenario satisfies every relation of §3) and scenario it times, interleaved in one process (A, B, A, B, ...),
-one :func:`trm_bounds.compute_bounds` call (validation included) and a plain numpy
+``N = 10^3 .. 10^6``; from T = 100 the fixed scenario satisfies every relation of §3) and
+each scenario it times, interleaved in one process (A, B, A, B, ...), one
+:func:`trm_bounds.compute_bounds` call (validation included) and a plain numpy
 reference that builds the same prefix sums of ``docs/theory.md §4`` with ``np.cumsum``
 over ``k = 0..N-1`` and multiplies them by the bounds' constants (no validation).  The
 reported ratio is the median over repetitions of ``time(compute_bounds) / time(reference)``

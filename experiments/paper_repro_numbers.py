@@ -166,7 +166,7 @@ def _transformer_rows() -> tuple[list[Row], bool]:
     from trm_bounds.engines.tree import check_instance
     from trm_bounds.instances.format import load_instances
 
-    inst_path = ROOT / "experiments" / "results" / "transformer_instances.json"
+    inst_path = ROOT / "trm_bounds" / "data" / "results" / "transformer_instances.json"
     if not inst_path.is_file():
         return [], True
     insts = load_instances(inst_path)
@@ -375,7 +375,7 @@ def _closed_form_rows(uni: dict, cmd: str) -> tuple[list[Row], bool]:
 def _exact_scaling_rows() -> list[Row]:
     """The exact error against T from the committed tabular_scaling.json (F3) and
     worst_case.json (F9), when present: slopes only where a power law holds."""
-    res = ROOT / "experiments" / "results"
+    res = ROOT / "trm_bounds" / "data" / "results"
     rows = []
     path = res / "tabular_scaling.json"
     if path.is_file():
@@ -520,7 +520,7 @@ def length_bias_rows() -> tuple[list[Row], bool]:
 
 def _simulation_row(cmd: str) -> tuple[Row, bool] | None:
     """TRM-Max / SER / LN-TRM acceptance against T from the committed bound_scaling.json."""
-    path = ROOT / "experiments" / "results" / "bound_scaling.json"
+    path = ROOT / "trm_bounds" / "data" / "results" / "bound_scaling.json"
     if not path.is_file():
         return None
     sim = json.loads(path.read_text()).get("length_bias", {}).get("simulation")
@@ -705,7 +705,7 @@ def _minimum_row() -> tuple[Row, bool]:
     kltv = {f: min(col[n] for n in ns if n in col) for f, ns in fam.items()
             if any(n in col for n in ns)}  # fmt: skip
     # (b) the demo dump's estimated Dbar_t (report.json of the demo evaluation)
-    rep = json.loads((ROOT / "experiments" / "results" / "demo_eval" / "report.json").read_text())
+    rep = json.loads((ROOT / "trm_bounds" / "data" / "results" / "demo_eval" / "report.json").read_text())
     data = family_min(rep["bounds"]["published"])
     # (c) uniform worst case: PM ties Adaptive
     uni = family_min(_worst_case(_T_PAPER, _DELTA_PAPER))
@@ -824,7 +824,7 @@ does not have).
 
 Rows 1-14 check the theorems on exact instances small enough to enumerate (each row says how
 small). Row 15 comes from small transformers trained on the CPU, recomputed by the command it
-names from `experiments/results/transformer_instances.json` (rewritten by
+names from `trm_bounds/data/results/transformer_instances.json` (rewritten by
 `python -m trm_bounds.plot --recompute`). Training is not bit-reproducible across CPUs and
 BLAS builds, so the numbers of rows marked † may move between machines (for example
 6.25 -> 6.21 and 5.33 -> 5.65 on two x86 CPUs); the staleness test compares them within a

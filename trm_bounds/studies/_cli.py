@@ -17,10 +17,12 @@ evaluator's report) and any file it exports (``INSTANCES``) there.  A value endi
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import inspect
 import io
 import sys
+import textwrap
 import tokenize
 import types
 import typing
@@ -51,19 +53,23 @@ def apply_size(cls: type[A], sizes: Mapping[str, Mapping[str, Any]], size: str, 
 
 
 def field_help(cls: type) -> dict[str, str]:
-    """The comment after each field of the dataclass ``cls`` (``x: int = 3  # the help``)."""
+    """The comment on the lines of each field of the dataclass ``cls`` (``x: int = 3  # the
+    help``; formatter pragmas such as ``# fmt: skip`` are not help)."""
     try:
-        source = inspect.getsource(cls)
+        source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):  # no source (frozen application): no per-field help
         return {}
+    body = ast.parse(source).body[0]
+    spans = {n.target.id: (n.lineno, n.end_lineno) for n in getattr(body, "body", [])
+             if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}  # fmt: skip
     out: dict[str, str] = {}
-    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-    for i, tok in enumerate(tokens):
-        if tok.type != tokenize.COMMENT:
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        text = tok.string.lstrip("#").strip()
+        if tok.type != tokenize.COMMENT or text.startswith(("fmt:", "noqa", "type:")):
             continue
-        line = [t for t in tokens[:i] if t.start[0] == tok.start[0]]
-        if len(line) > 2 and line[0].type == tokenize.NAME and line[1].string == ":":
-            out[line[0].string] = tok.string.lstrip("#").strip()
+        for name, (a, b) in spans.items():
+            if a <= tok.start[0] <= b:
+                out[name] = f"{out[name]} {text}" if name in out else text
     return out
 
 

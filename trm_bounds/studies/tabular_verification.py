@@ -60,7 +60,7 @@ class Args:
     max_sequences: int = 256  # V^T per prompt at most
     search_iters: int = 100  # hill-climb steps per (bound, T, restart)
     search_restarts: int = 2  # alternating near-uniform and near-deterministic starts
-    search_T: tuple[int, ...] = (2, 3, 4, 5)
+    search_T: tuple[int, ...] = (2, 3, 4, 5)  # horizons of the adversarial search
     engine: str = "local"  # local, or ray: the sweep's instances checked in Ray tasks
     address: str | None = None  # Ray address (None: start a local cluster; auto; ray://...)
 
