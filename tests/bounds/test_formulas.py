@@ -509,6 +509,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.e2e
 def test_cli_paper_table_and_json():
     """`bounds --paper-table` reproduces every entry; `--json` round-trips compute_bounds."""
     r = _cli("bounds", "--paper-table")
