@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trm_bounds.results import write_results
+from trm_bounds.results import git_hash, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "results" / "bench_cli.json"
@@ -60,7 +60,7 @@ def measure(sides: dict[str, Path], repeats: int) -> dict:
             lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("import time:")]
             imported = {ln.rsplit("|", 1)[-1].strip() for ln in proc.stderr.splitlines()
                         if ln.startswith("import time:")}  # fmt: skip
-            res[name] = {"checkout": str(checkout),
+            res[name] = {"git_hash": git_hash(checkout),  # not the path: one machine's
                          "wall_median_s": statistics.median(w for w, _ in times[name]),
                          "cpu_median_s": statistics.median(c for _, c in times[name]),
                          "exit_status": proc.returncode, "stderr": lines,
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                              "machine": {"cpus": os.cpu_count(),
                                          "python": platform.python_version(),
                                          "load_avg_1min": os.getloadavg()[0]}},
-                  experiment="bench_cli", args=vars(args))
+                  experiment="bench_cli",
+                  args={**vars(args), "baseline": args.baseline and git_hash(args.baseline)})
     return 0
 
 

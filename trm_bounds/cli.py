@@ -580,17 +580,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     wants_help = "-h" in argv or "--help" in argv
     parser = build_parser(with_schema=wants_help and argv[:1] == ["evaluate"],
                           with_figures=wants_help and argv[:1] == ["plot"])
-    if not argv:  # the usage, and where to look next
-        parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: a command is required; try '{PROG} --help' (what the tool does "
-              f"and every command) or '{PROG} exact' (a demo)", file=sys.stderr)
-        return 2
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    if args.command is None:  # only --version-like flags were given; argparse printed nothing
+    if args.command is None:  # the usage, and where to look next
         parser.print_usage(sys.stderr)
+        print(f"{PROG}: error: a command is required; try '{PROG} --help' (what the tool does "
+              f"and every command) or '{PROG} exact' (a demo)", file=sys.stderr)
         return 2
     sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
     try:
