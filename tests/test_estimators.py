@@ -9,8 +9,8 @@ deterministic (a correct estimator fails one with probability about 6e-5 per che
 import numpy as np
 import pytest
 import torch
-from tests.tolerances import ATOL, RTOL, leq
 
+from tests.tolerances import ATOL, RTOL, leq
 from trm_bounds.divergences import PINSKER_SLACK, kl, tv
 from trm_bounds.estimators import CAVEAT, mc_estimates, mean_ci, plugin_bounds_from_estimates
 

@@ -73,8 +73,8 @@ def test_exact_demo_is_what_its_script_writes(tmp_path):
     import importlib.util
 
     import numpy as np
-    from tests.tolerances import ATOL, RTOL
 
+    from tests.tolerances import ATOL, RTOL
     from trm_bounds.cli import EXACT_DEMO
     from trm_bounds.instances.format import load_instances
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.tolerances import ATOL, RTOL, leq
 
+from tests.tolerances import ATOL, RTOL, leq
 from trm_bounds import bounds as B
 from trm_bounds.bounds import (
     BOUND_NAMES,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.tolerances import ATOL, RTOL
 
+from tests.tolerances import ATOL, RTOL
 from trm_bounds.bounds import BOUND_NAMES, compute_bounds, plugin_bounds, validate
 
 small = st.one_of(st.just(0.0), st.floats(0, 1e-3), st.floats(0, 2.0))

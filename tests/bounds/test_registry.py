@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.tolerances import ATOL, RTOL, leq
 
+from tests.tolerances import ATOL, RTOL, leq
 from trm_bounds.bounds import BOUND_NAMES, BOUNDS, UNIFIED_MEMBERS, compute_bounds, unified
 
 FORMULAS = [name for name in BOUND_NAMES if BOUNDS[name].fn is not None]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.tolerances import ATOL, RTOL
 
+from tests.tolerances import ATOL, RTOL
 from trm_bounds.certify.confidence import (
     METHODS,
     _bets,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.tolerances import ATOL, RTOL, leq
 
+from tests.tolerances import ATOL, RTOL, leq
 from trm_bounds.certify import certify_linear, estimate_error, upper_confidence_bound
 from trm_bounds.certify.exact import sequence_table
 from trm_bounds.certify.linear import CONSTANTS

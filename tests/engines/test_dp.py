@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.tolerances import ATOL, RTOL, leq
 
+from tests.tolerances import ATOL, RTOL, leq
 from trm_bounds.bounds import BOUND_NAMES
 from trm_bounds.divergences import PINSKER_SLACK, kl
 from trm_bounds.engines import _dp_step, dp

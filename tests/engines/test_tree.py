@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.tolerances import ATOL, RTOL, leq
 
+from tests.tolerances import ATOL, RTOL, leq
 from trm_bounds.bounds import BOUND_NAMES
 from trm_bounds.divergences import kl, tv
 from trm_bounds.engines.tree import (

@@ -12,8 +12,8 @@ import json
 
 import numpy as np
 import pytest
-from tests.tolerances import ATOL, RTOL
 
+from tests.tolerances import ATOL, RTOL
 from trm_bounds.certify import certify_linear, estimate_error
 from trm_bounds.certify.linear import CONSTANTS
 from trm_bounds.evaluate import evaluate

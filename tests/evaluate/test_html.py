@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.logs.test_dataset import random_source, write_npz
 
+from tests.logs.test_dataset import random_source, write_npz
 from trm_bounds.evaluate import demo_dump_path, evaluate
 from trm_bounds.evaluate.html import FIGURE_CAPTIONS, TITLE, report_html
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tests.logs.test_dataset import random_source, write_jsonl, write_npz, write_parquet, write_pt
 from tests.tolerances import ATOL, RTOL, leq
-
 from trm_bounds.cli import evaluate_main as main
 from trm_bounds.divergences import kl_from_logprobs
 from trm_bounds.evaluate import HIST_EDGES, SCHEMA, chunk_stats, evaluate

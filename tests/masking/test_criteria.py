@@ -13,8 +13,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.tolerances import ATOL, RTOL, leq
 
+from tests.tolerances import ATOL, RTOL, leq
 from trm_bounds.divergences import kl as np_kl
 from trm_bounds.divergences import tv as np_tv
 from trm_bounds.masking import (

@@ -14,8 +14,8 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.tolerances import ATOL, RTOL, leq
 
+from tests.tolerances import ATOL, RTOL, leq
 from trm_bounds import bounds
 from trm_bounds import symbolic as S
 from trm_bounds.divergences import k3, kl

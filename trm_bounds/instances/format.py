@@ -9,7 +9,7 @@ Each instance is an object with the fields of a tree instance
 - ``pi_roll``, ``pi_theta``: ``(n_prompts, C, V)``, ``C = (V^T - 1)/(V - 1)``, contexts in the
   order ``ctx(t, y_<t) = (V^(t-1) - 1)/(V - 1) + sum_{s<t} y_s V^(t-1-s)``;
 - ``reward``: ``(n_prompts, V^T)`` in ``[0, 1]``, order ``seq(y) = sum_t y_t V^(T-t)``;
-- optional ``expected``: the exact report the writer computed (keys
+- optional ``expected``: the exact report of an engine, given to the writer (keys
   :data:`trm_bounds.report.EXPECTED_KEYS`; ``baseline_b`` records the baseline of
   ``L_baseline``); any other key is free metadata.
 
