@@ -580,3 +580,22 @@ def test_checked_and_unchecked_formulas_agree(p):
             continue
         kw = {k: p[k] for k in spec.needs if k in p}
         assert spec.fn(T, **kw) == spec.fn.__wrapped__(T, **kw)
+
+
+@given(st.floats(1e-6, 0.5), st.lists(st.integers(1, 10**5), min_size=1, max_size=40),
+       st.floats(0.0, 0.999), st.data())
+def test_coupling_cap_relation_is_checked_exactly(eps, Ts, u, data):
+    """Relation 6 over an array of T (docs/theory.md §3): every dtv_seq at most
+    ``u (1 - (1 - eps)^T)`` passes, and one entry 1e-6 above its cap is refused, naming its T
+    (the check skips horizons past the cap's reach of 1 and a sufficient test first)."""
+    T = np.array(Ts)
+    cap = -np.expm1(T * math.log1p(-eps))
+    dtv = np.maximum(cap * u, 1e-300)  # dtv_seq = 0 with dkl_seq > 0 breaks a zero rule
+    kw = dict(eps=eps, delta=2.0, dkl_seq=2.0)  # Pinsker and the chain rule hold for any dtv
+    compute_bounds(T, **kw, dtv_seq=dtv)
+    k = data.draw(st.integers(0, len(Ts) - 1))
+    if cap[k] > 1 - 1e-5:
+        return
+    dtv[k] = cap[k] + 1e-6
+    with pytest.raises(ValueError, match=rf"token-wise coupling\) violated: .* T = {T[k]},"):
+        compute_bounds(T, **kw, dtv_seq=dtv)
