@@ -14,15 +14,18 @@ from trm_bounds.studies._cli import field_help, parse_args
 
 @pytest.mark.parametrize("name", sorted(STUDIES))
 def test_every_option_has_help(name, capsys):
-    """Issue 16, item 12: every field of every study's Args has help text (its comment)."""
+    """Issue 16, item 12: every field of every study's Args has help text (its comment), and
+    the help screen is plain text."""
     mod = STUDIES[name].module()
     helps = field_help(mod.Args)
     fields = [f.name for f in dataclasses.fields(mod.Args) if f.name != "size"]
     assert [f for f in fields if not helps.get(f)] == []
     with pytest.raises(SystemExit):
-        parse_args(mod.Args, ["--help"], description="d", sizes=mod.SIZES)
+        parse_args(mod.Args, ["--help"], description=mod.__doc__.split("\n")[0],
+                   sizes=mod.SIZES)  # fmt: skip
     out = capsys.readouterr().out
     assert "--out DIR" in out and "output folder" in out
+    assert "``" not in out and ":func:" not in out  # plain text, no reST
     assert helps[fields[-1]] in " ".join(out.split())
 
 

@@ -21,6 +21,7 @@ import ast
 import dataclasses
 import inspect
 import io
+import re
 import sys
 import textwrap
 import tokenize
@@ -73,6 +74,16 @@ def field_help(cls: type) -> dict[str, str]:
     return out
 
 
+def plain(text: str) -> str:
+    """``text`` without reST markup (help screens are plain text): ````x```` and
+    ``:role:`x``` become ``x``.
+
+    >>> plain("How tight are the bounds in ``T``? See :func:`trm_bounds.bounds.linear`.")
+    'How tight are the bounds in T? See trm_bounds.bounds.linear.'
+    """
+    return re.sub(r":\w+:`~?([^`]*)`", r"\1", text).replace("``", "")
+
+
 def _out_value(module: types.ModuleType | None, value: str) -> dict[str, str]:
     """``--out DIR`` as the ``Args`` fields it sets (module docstring); a ``.json`` value is
     the result file itself."""
@@ -100,7 +111,7 @@ def parse_args(
     Each flag's help is the comment after its field (:func:`field_help`) and its default;
     ``--out`` is a folder (module docstring).
     """
-    ap = argparse.ArgumentParser(prog=prog, description=description,
+    ap = argparse.ArgumentParser(prog=prog, description=plain(description),
                                  argument_default=argparse.SUPPRESS)
     module = sys.modules.get(cls.__module__)
     hints = typing.get_type_hints(cls)
@@ -111,7 +122,7 @@ def parse_args(
         flag = "--" + f.name.replace("_", "-")
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        text = helps.get(f.name, "")
+        text = plain(helps.get(f.name, ""))
         if f.name == "out" and getattr(module, "RESULT", None) is not None:
             result = module.RESULT
             home = default_result_path(result).parents[len(Path(result).parts) - 1]
