@@ -113,8 +113,16 @@ def test_wheel_works_away_from_the_checkout(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
                    check=True, timeout=300)  # fmt: skip
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                    str(ROOT)], check=True, timeout=900, capture_output=True)  # fmt: skip
+    # the wheel is built with this interpreter's setuptools (a fresh venv may lack `wheel`),
+    # then installed into the venv, as .ci/run does
+    clean = {**os.environ, "PYTHONPATH": ""}  # the checkout must not count as installed
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    str(ROOT), "-w", str(tmp_path / "dist")], check=True, timeout=900,
+                   capture_output=True, cwd=tmp_path, env=clean)  # fmt: skip
+    wheel = next((tmp_path / "dist").glob("trm_bounds-*.whl"))
+    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--force-reinstall",
+                    str(wheel)], check=True, timeout=900, capture_output=True, cwd=tmp_path,
+                   env=clean)  # fmt: skip
     work = tmp_path / "elsewhere"
     work.mkdir()
     exe = str(venv / "bin" / "trm-bounds")
