@@ -6,7 +6,7 @@ Usage::
     python experiments/paper_repro_numbers.py --write            # regenerate paper_repro.md
     python experiments/paper_repro_numbers.py --check            # exit 1 if paper_repro.md is stale
 
-``--results DIR`` reads the result files from ``DIR`` instead of ``experiments/results``.
+``--results DIR`` reads the result files from ``DIR`` instead of ``trm_bounds/data/results``.
 Staleness (:func:`trm_bounds.claims.stale_rows`): every row must match paper_repro.md digit
 for digit, except the rows marked † (trained transformers), whose numbers may move between
 machines within :data:`trm_bounds.claims.rows.TRAINED_FACTOR`.
@@ -23,7 +23,7 @@ from trm_bounds.claims.rows import SELF
 
 ROOT = Path(__file__).resolve().parents[1]
 REPRO_MD = ROOT / "paper_repro.md"
-RESULTS = ROOT / "experiments" / "results"
+RESULTS = ROOT / "trm_bounds" / "data" / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--write", action="store_true", help="regenerate paper_repro.md")
     g.add_argument("--check", action="store_true", help="exit 1 if paper_repro.md is stale")
     ap.add_argument("--results", type=Path, default=RESULTS,
-                    help="folder of the result files (default: experiments/results)")  # fmt: skip
+                    help="folder of the result files (default: trm_bounds/data/results)")  # fmt: skip
     args = ap.parse_args(argv)
     if not args.results.is_dir():
         ap.error(f"--results: {args.results} is not a folder")

@@ -85,6 +85,7 @@ def test_version(capsys):
     assert capsys.readouterr().out.startswith("trm-bounds ")
 
 
+@pytest.mark.e2e
 def test_core_commands_import_no_heavy_library():
     """``bounds`` runs with the core install: neither torch, matplotlib nor pyarrow is imported."""
     code = ("import sys; from trm_bounds.cli import main; "
@@ -96,6 +97,7 @@ def test_core_commands_import_no_heavy_library():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.e2e
 def test_subprocess_error_has_no_traceback():
     """The module entry point: one line and exit 2 for ``bounds --delta=-1e-4``."""
     out = subprocess.run(
@@ -115,7 +117,7 @@ def test_exact_compares_against_the_files_baseline(tmp_path, capsys):
     from trm_bounds.engines.tree import exact_report
     from trm_bounds.instances.format import instance_record, load_instances, write_instances
 
-    inst = load_instances(ROOT / "experiments" / "results" / "transformer_instances.json")[0]
+    inst = load_instances(ROOT / "trm_bounds" / "data" / "results" / "transformer_instances.json")[0]
     path = tmp_path / "with_baseline.json"
     rec = instance_record(inst.id, inst.pi_roll, inst.pi_theta, inst.reward, inst.p_x,
                           expected=exact_report(inst, baseline=0.5))
@@ -205,14 +207,19 @@ def test_evaluate_bad_numbers(argv, expect, tmp_path, capsys):
     (["--dpi", "nan"], "--dpi"),
     (["--formats", "gif"], "gif"),
     (["--full"], "--recompute"),
+    (["--dpi", "100000"], "--dpi"),  # issue 16, item 3: was a 42-line MemoryError
+    (["--seed", "3"], "--recompute"),  # item 6: was silently ignored
+    (["--only", "F11"], "F10"),  # the choices come from the figure registry
 ])  # fmt: skip
 def test_plot_bad_flags(argv, expect, tmp_path, capsys):
-    """Negative or NaN --dpi, an unknown format, --full without --recompute: one line, exit 2."""
+    """Negative, NaN or huge --dpi, an unknown format, --full or --seed without --recompute,
+    an unknown figure: one line, exit 2, nothing created."""
     status, _, err = run(["plot", "--out", str(tmp_path / "f"), *argv], capsys)
     assert_one_line_error(status, err, "plot", expect=expect)
     assert not (tmp_path / "f").exists()
 
 
+@pytest.mark.e2e
 def test_evaluate_help_shows_the_dump_schema():
     """``evaluate --help`` lists the dump schema (rendered from the alias table)."""
     from trm_bounds.logs import dump_schema
@@ -237,3 +244,174 @@ def test_readme_shows_the_dump_schema():
     from trm_bounds.logs import dump_schema
 
     assert dump_schema(markdown=True).strip() in (ROOT / "README.md").read_text()
+
+
+# ----------------------------------------------------------------------------- issue 16
+
+
+def test_bounds_huge_delta_gives_no_warning(capsys):
+    """Item 4: ``--delta 1e308`` overflows T delta to inf quietly (no numpy warning)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        status, out, err = run(["bounds", "--T", "4096", "--delta", "1e308", "--dkl-seq", "0.01"],
+                               capsys)  # fmt: skip
+    assert status == 0 and err == ""
+    assert "inf" in next(line for line in out.splitlines() if line.startswith("Classical (KL)"))
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["{empty}"], "holds no instance"),  # item 5: printed nothing and exited 0
+    (["--baseline", "nan"], "--baseline"),  # item 5: was accepted
+    (["--baseline", "inf"], "--baseline"),
+    (["--demo", "{empty}"], "--demo"),
+    (["--json", "{afile}/x.json"], "is not a directory"),  # item 11: said "File exists"
+    (["--json", "{afile}/sub/x.json"], "is a file"),
+])  # fmt: skip
+def test_exact_bad_command_lines(argv, expect, tmp_path, capsys):
+    """Items 5 and 11: one line, exit 2, nothing written; the file under --json untouched."""
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"schema": "trm-oracle-instances/v1", "instances": []}')
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    status, out, err = run(["exact", *(a.format(empty=empty, afile=afile) for a in argv)],
+                           capsys)  # fmt: skip
+    assert_one_line_error(status, err, "exact", expect=expect)
+    assert status == 2 and out == ""
+    assert afile.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "empty.json"]
+
+
+def test_exact_demo_matches_its_expected_values(tmp_path, capsys):
+    """``exact`` without a file runs the shipped demo; every instance matches its stored
+    exact report; ``--demo`` is the same; --json writes one report per instance."""
+    from trm_bounds.cli import EXACT_DEMO
+    from trm_bounds.instances.format import load_instances
+
+    n = len(load_instances(EXACT_DEMO))
+    status, out, err = run(["exact", "--json", str(tmp_path / "r.json")], capsys)
+    assert status == 0, err
+    assert out.count("expected values: matches expected") == n >= 3
+    assert len(json.loads((tmp_path / "r.json").read_text())["reports"]) == n
+    assert run(["exact", "--demo"], capsys)[1] == out
+
+
+def test_plot_out_that_cannot_be_created_advises_nothing_wrong(capsys):
+    """Item 7: an --out that cannot be created is reported as such (it advised --recompute)."""
+    if not Path("/proc/1").is_dir():
+        pytest.skip("no /proc")
+    status, _, err = run(["plot", "--only", "F4", "--out", "/proc/nope"], capsys)
+    assert_one_line_error(status, err, "plot", expect="--out /proc/nope")
+    assert "--recompute" not in err
+
+
+def test_no_command_prints_usage_and_a_hint(capsys):
+    """Item 12: no arguments: the usage line and a hint naming --help, exit 2."""
+    status, out, err = run([], capsys)
+    assert status == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("usage: trm-bounds")
+    assert lines[-1].startswith("trm-bounds: error:") and "--help" in lines[-1]
+
+
+def test_help_says_what_the_tool_does_in_plain_text(capsys):
+    """Item 12: ``--help`` says what the tool does, lists every command, and has no reST."""
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Trust Region Masking" in out and "examples:" in out
+    for command in ("bounds", "plan", "exact", "evaluate", "plot", "theory"):
+        assert f"\n    {command} " in out, command
+    assert "``" not in out and ":mod:" not in out and ":func:" not in out
+
+
+def test_plot_help_lists_the_figure_registry(capsys):
+    """``plot --help`` lists the figures of the registry (a new figure needs no CLI edit)."""
+    pytest.importorskip("matplotlib")
+    from trm_bounds.plot.figures import FIGURES
+
+    assert main(["plot", "--help"]) == 0
+    out = capsys.readouterr().out
+    for key, spec in FIGURES.items():
+        assert f"{key} " in out and spec.what[:30] in out
+
+
+def test_theory_is_installed_with_the_package(capsys):
+    """``trm-bounds theory`` prints the path of the shipped docs/theory.md; --text its text."""
+    assert main(["theory"]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path.read_text() == (ROOT / "docs" / "theory.md").read_text()
+    assert main(["theory", "--text"]) == 0
+    assert capsys.readouterr().out.startswith(path.read_text().splitlines()[0])
+
+
+@pytest.mark.e2e
+def test_mistyped_dump_path_is_reported_before_torch_is_imported(tmp_path):
+    """Goal: a wrong path in under a second. CPU-independent proxy: the one-line error comes
+    before torch, matplotlib, pyarrow or ray is imported (``-X importtime`` lists every import)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "trm_bounds", "evaluate",
+                           str(tmp_path / "no_such.parquet"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}  # fmt: skip
+    assert "trm_bounds.cli" in imported  # the listing works
+    assert not imported & {"torch", "matplotlib", "pyarrow", "ray"}
+    errors = [ln for ln in proc.stderr.splitlines() if not ln.startswith("import time:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "no_such.parquet" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.e2e
+def test_closed_pipe_ends_quietly(tmp_path):
+    """Item 8: output cut short by a closed pipe (``| head -1``) ends with status 141 and no
+    traceback. The output (demo instances repeated, over 64 KiB) cannot fit the pipe buffer,
+    so the write after the reader has gone always fails."""
+    from trm_bounds.cli import EXACT_DEMO
+
+    doc = json.loads(EXACT_DEMO.read_text())
+    doc["instances"] = doc["instances"] * 40
+    big = tmp_path / "many.json"
+    big.write_text(json.dumps(doc))
+    proc = subprocess.Popen([sys.executable, "-m", "trm_bounds", "exact", str(big)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert proc.stdout.readline().startswith(b"instance ")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""
+
+
+#: A sitecustomize that makes the extras' modules unimportable, as in a core-only install.
+_CORE_ONLY = """\
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "matplotlib", "pyarrow", "ray", "tqdm"}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Block())
+"""
+
+
+@pytest.mark.e2e
+def test_core_only_install_gets_one_hint_with_every_extra(tmp_path):
+    """Item 9: without the extras, ``python -m trm_bounds.plot`` says what ``trm-bounds plot``
+    says (one line, exit 1), and ``evaluate`` names every extra it needs in one hint."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(_CORE_ONLY)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{ROOT}"}
+
+    def err(*argv: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path, env=env)  # fmt: skip
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-2000:]
+        return lines[0]
+
+    out = str(tmp_path / "o")
+    assert err("trm_bounds.plot", "--out", out) == err("trm_bounds", "plot", "--out", out)
+    assert "matplotlib" in err("trm_bounds.plot", "--out", out)
+    line = err("trm_bounds", "evaluate", "--demo", "--out", out)
+    assert "torch and matplotlib" in line and "trm-bounds[logs,plot]" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]

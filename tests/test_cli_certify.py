@@ -167,6 +167,7 @@ def test_bounds_dbar_longer_than_T(capsys, tmp_path):
     assert status == 2 and "3 positions, more than T = 2" in err
 
 
+@pytest.mark.e2e
 def test_evaluate_level_from_the_shell(tmp_path):
     """``python -m trm_bounds evaluate --level``: the report's certified level; a bad level
     is one line, exit 2, and leaves no folder behind."""

@@ -21,7 +21,7 @@ from trm_bounds.claims.theorems import THEOREM_OF, transformer_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 REPRO = ROOT / "paper_repro.md"
-RESULTS = ROOT / "experiments" / "results"
+RESULTS = ROOT / "trm_bounds" / "data" / "results"
 COMMAND_TIMEOUT_S = 120  # each command must run in seconds; this only catches hangs
 
 

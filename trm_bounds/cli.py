@@ -1,25 +1,35 @@
-"""Every command line of trm-bounds: ``trm-bounds bounds|plan|exact|evaluate|plot``, ``--version``.
+"""Every command line of trm-bounds: ``trm-bounds bounds|plan|exact|evaluate|plot|theory``.
 
 * ``bounds`` -- every bound of docs/theory.md §4, published and sharp side by side;
   ``--paper-table`` prints the paper's table (docs/theory.md §7) beside ours; ``--dbar``
   reads a ``Dbar_t`` profile (:mod:`trm_bounds.profiles`).
 * ``plan`` -- the largest TRM threshold for a target ``B*``, and the sequences a certified
   bound needs (:mod:`trm_bounds.planner`).
-* ``exact`` -- the exact tree engine on a ``trm-oracle-instances/v1`` file.
+* ``exact`` -- the exact tree engine on a ``trm-oracle-instances/v1`` file (no file, or
+  ``--demo``: the shipped demo instances).
 * ``evaluate`` -- the log evaluator on logprob dumps (``--demo``: the shipped demo dump).
 * ``plot`` -- redraw the figures F1-F10 from the result files (``--recompute``: rerun the
   studies first).
+* ``theory`` -- where the installed ``docs/theory.md`` is (``--text``: print it), the
+  specification every ``§N`` cites.
 
 ``python -m trm_bounds``, ``python -m trm_bounds.evaluate`` and ``python -m trm_bounds.plot``
-run the same code.  Heavy libraries (torch, matplotlib, pyarrow) are imported only by the
-subcommand that needs them, so ``bounds`` and ``exact`` work with the core install.  A user
-error ends with one line ``trm-bounds <command>: error: ...`` on stderr and exit status 2
-(bad arguments) or 1 (bad input file, failed run); nothing partial is left behind.
+run the same code.  Heavy libraries (torch, matplotlib, pyarrow, ray) are imported only by
+the subcommand that needs them, and only after its paths and options are checked (a mistyped
+path is reported before torch is imported), so ``bounds`` and ``exact`` work with the core
+install; a command whose extras are missing names all of them in one line.  A user error
+ends with one line ``trm-bounds <command>: error: ...`` on stderr and exit status 2 (bad
+arguments) or 1 (bad input file, failed run); nothing partial is left behind.  Output cut
+short by a closed pipe (``trm-bounds exact | head -1``) ends quietly with exit status 141
+(128 + SIGPIPE, what a shell reports for a program killed by the signal), as the Python
+documentation recommends (``signal`` module, note on SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import importlib.util
 import json
 import math
 import os
@@ -28,9 +38,35 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from trm_bounds.results import out_dir_error
+
 __all__ = ["main", "evaluate_main", "plot_main", "build_parser", "CliError"]
 
 PROG = "trm-bounds"
+
+#: What ``trm-bounds --help`` says the tool does (plain text, no markup).
+ABOUT = """\
+Error bounds of Trust Region Masking (TRM) for LLM reinforcement learning: every bound of
+the paper (published and with sharper constants), checked against the exact error on
+enumerable models, and applied to the logprobs a trainer and its rollout engine logged.
+The mathematics: docs/theory.md (trm-bounds theory prints where it is installed)."""
+
+EXAMPLES = """\
+examples:
+  trm-bounds bounds --T 4096 --delta 1e-4 --dkl-seq 0.01   every bound at T = 4096
+  trm-bounds exact                                         exact error on demo instances
+  trm-bounds evaluate --demo --out report                  evaluate the shipped demo dump
+  trm-bounds plot --out figures                            redraw the figures F1-F10
+  trm-bounds COMMAND --help                                the options of one command"""
+
+_DATA = Path(__file__).resolve().parent / "data"
+#: The built-in demo of ``exact`` (written by experiments/make_exact_demo.py).
+EXACT_DEMO = _DATA / "exact_demo.json"
+#: docs/theory.md as shipped with the package (in a checkout: a tracked symlink to it).
+THEORY = _DATA / "theory.md"
+
+#: Largest --dpi of ``plot``: a one-column figure at 1200 dpi is about 4200 x 3100 pixels.
+MAX_DPI = 1200.0
 
 
 class CliError(Exception):
@@ -50,10 +86,43 @@ class _Parser(argparse.ArgumentParser):
 
 def _check_out(parser: argparse.ArgumentParser, flag: str, path: Path) -> None:
     """A usage error unless ``path`` can be (or become) a folder to write into."""
-    from trm_bounds.results import out_dir_error
-
     if why := out_dir_error(path):
         parser.error(f"{flag} {path}: {why}")
+
+
+#: The optional dependencies and the extra that installs each (pyproject.toml).
+_EXTRA_OF = {"torch": "torch", "matplotlib": "plot", "tqdm": "plot", "pyarrow": "logs",
+             "ray": "ray"}
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be found, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder refusing it, or a half-imported module
+        return False
+
+
+def _require(command: str, needs: dict[str, str]) -> None:
+    """A :class:`CliError` naming every missing module of ``needs`` (module -> extra) and one
+    ``pip install`` line for all their extras; imports nothing (``importlib.util.find_spec``)."""
+    missing = [m for m in needs if not _installed(m)]
+    if missing:
+        extras = sorted({needs[m] for m in missing})
+        raise CliError(f"needs {' and '.join(missing)}, which the "
+                       f"{' and '.join(f'[{e}]' for e in extras)} extra"
+                       f"{'s' if len(extras) > 1 else ''} install"
+                       f"{'' if len(extras) > 1 else 's'}: "
+                       f"pip install 'trm-bounds[{','.join(extras)}]'")
+
+
+def _check_paths(specs: Sequence[str]) -> None:
+    """A usage error for a path that is no file, directory or glob match (the readers'
+    rule, :func:`trm_bounds.logs.resolve_paths`), before any reader or torch is imported."""
+    for spec in specs:
+        if not os.path.exists(spec) and not any(
+                os.path.isfile(m) for m in glob.iglob(spec, recursive=True)):  # fmt: skip
+            raise CliError(f"{spec}: no such file, directory or glob match", status=2)
 
 
 # ----------------------------------------------------------------------------- bounds
@@ -194,10 +263,22 @@ def _exact(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from trm_bounds.report import format_report
     from trm_bounds.results import atomic_write_text, to_jsonable
 
-    if args.out is not None and Path(args.out).is_dir():
-        parser.error(f"--json {args.out}: is a directory")
+    if args.demo and args.instances is not None:
+        parser.error(f"--demo takes no INSTANCES file (got {args.instances})")
+    if args.instances is None:  # the built-in demo
+        args.instances = EXACT_DEMO
+    if args.baseline is not None and not math.isfinite(args.baseline):
+        parser.error(f"--baseline: must be a finite number, got {args.baseline}")
+    if args.out is not None:
+        if Path(args.out).is_dir():
+            parser.error(f"--json {args.out}: is a directory")
+        folder = Path(args.out).absolute().parent
+        if why := out_dir_error(folder):  # before the engine runs, not after
+            parser.error(f"--json {args.out}: {f'{folder} ' if folder.exists() else ''}{why}")
     try:
         instances = load_instances(args.instances)
+        if not instances:
+            raise ValueError(f"{args.instances}: field 'instances': holds no instance")
         checked = []  # (report, mismatches against the expected values, or None)
         for i, inst in enumerate(instances):
             try:  # at --baseline, else at the baseline of the file's expected values
@@ -232,8 +313,12 @@ def _add_exact(sub) -> None:
         "exact", help="exact error and every bound on tabular instances",
         description="Exact surrogate error, divergences and bounds of tree instances "
                     "(trm-oracle-instances/v1). Instances that store expected values are "
-                    "compared with them (relative 1e-9); a mismatch exits 1.")
-    e.add_argument("instances", help="trm-oracle-instances/v1 JSON file")
+                    "compared with them (relative 1e-9); a mismatch exits 1. Without a file: "
+                    "the shipped demo (four small named instances with their expected values).")
+    e.add_argument("instances", nargs="?", default=None,
+                   help="trm-oracle-instances/v1 JSON file (default: the shipped demo)")
+    e.add_argument("--demo", action="store_true",
+                   help="the shipped demo instances (the default without a file)")
     e.add_argument("--json", dest="out", default=None, help="write every report here (JSON)")
     e.add_argument("--baseline", type=float, default=None,
                    help="b for the reported L = E[(R - b) sum_t rho_t] (default: the "
@@ -254,6 +339,14 @@ def _parse_threshold(text: str) -> tuple[str, object]:
 
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    _check_paths(args.dump)  # paths, --out and extras first: torch takes seconds to import
+    _check_out(parser, "--out", args.out)
+    needs = {"torch": "logs"}
+    if not args.no_figures:
+        needs["matplotlib"] = "plot"
+    if args.engine == "ray":
+        needs["ray"] = "ray"
+    _require("evaluate", needs)
     from trm_bounds.evaluate import check_options, demo_dump_path
     from trm_bounds.evaluate.runs import evaluate_runs
     from trm_bounds.logs import LogFormatError
@@ -270,7 +363,6 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         check_options(paths=dumps, level=args.level, flags=True, **opts)
     except ValueError as exc:
         parser.error(str(exc))
-    _check_out(parser, "--out", args.out)
     draw = trends = None  # the figure callbacks: matplotlib only when figures are drawn
     if not args.no_figures:
         from trm_bounds.plot.evaluate import draw_report_figures as draw
@@ -351,8 +443,11 @@ def _evaluate_parser(sub) -> None:
 def _plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.full and not args.recompute:
         parser.error("--full only makes sense with --recompute")
-    if args.dpi is not None and not (math.isfinite(args.dpi) and args.dpi > 0):
-        parser.error(f"--dpi: must be a finite positive number, got {args.dpi}")
+    if args.seed is not None and not args.recompute:
+        parser.error("--seed only makes sense with --recompute (the figures are redrawn "
+                     "from result files, which hold their own seed)")
+    if args.dpi is not None and not (math.isfinite(args.dpi) and 0 < args.dpi <= MAX_DPI):
+        parser.error(f"--dpi: must be a number in (0, {MAX_DPI:g}], got {args.dpi:g}")
     formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - {"png", "pdf", "svg"})
     if unknown or not formats:
@@ -361,33 +456,50 @@ def _plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     _check_out(parser, "--out", args.out)
     if args.recompute and args.results:
         _check_out(parser, "--results", args.results)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise CliError("plot needs matplotlib: pip install 'trm-bounds[plot]'") from None
+    if args.results is not None and not args.recompute and not args.results.is_dir():
+        parser.error(f"--results {args.results}: no such directory")
+    _require("plot", {"matplotlib": "plot", **({"torch": "torch"} if args.recompute else {})})
+    from trm_bounds.plot.figures import FIGURES
     from trm_bounds.plot.redraw import draw_all
 
+    unknown = [k for k in args.only or () if k not in FIGURES]
+    if unknown:
+        parser.error(f"--only: unknown figure {unknown[0]!r} (choose from {', '.join(FIGURES)})")
+    created = not args.out.exists()
+    try:  # the folder first: an --out that cannot be created is not a missing result file
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"--out {args.out}: cannot create ({exc.strerror or exc})") from None
     try:
         n_bad = draw_all(args.out, formats, results=args.results, keys=args.only, dpi=args.dpi,
                          recompute=args.recompute, full=args.full, seed=args.seed)  # fmt: skip
     except OSError as exc:
         raise CliError(f"{exc.filename or args.out}: {exc.strerror or exc}") from None
+    finally:
+        if created and args.out.is_dir() and not any(args.out.iterdir()):
+            args.out.rmdir()  # nothing drawn: leave nothing behind
     return 1 if n_bad else 0
+
+
+def _plot_epilog() -> str:
+    """The figures of the registry, one line each (``plot --help``; needs matplotlib)."""
+    if not _installed("matplotlib"):
+        return "Figures: F1-F10 (pip install 'trm-bounds[plot]' to list them)."
+    from trm_bounds.plot.figures import FIGURES
+
+    return "figures:\n" + "\n".join(f"  {k:4s} {spec.what}" for k, spec in FIGURES.items())
 
 
 def _add_plot(sub) -> None:
     p = sub.add_parser(
         "plot", help="redraw every figure (F1-F10) from the result files",
         description="Redraw every figure (F1-F10) from the result files. Result files are "
-                    "read from --results, else from experiments/results in a source checkout, "
-                    "else from the copies shipped with the package. --recompute reruns the "
-                    "studies first (small default, a few minutes) into --results, else into "
-                    "experiments/results in a checkout, else into OUT/results.",
-        epilog="Figures: F1/F2 bounds against T (uniform, sparse divergence), F3 exact error "
-               "against the bounds, F4 the paper's table, F5 the Adaptive crossover, F6 length "
-               "bias, F7 transformer mismatch sources, F8 the log evaluator on the demo dump, F9 the "
-               "exact worst-case error against T, F10 certified bounds from logs against the "
-               "exact error.")
+                    "read from --results, else from the package's trm_bounds/data/results (in "
+                    "a source checkout the tracked folder, in a wheel the installed copies). "
+                    "--recompute reruns the studies first (small default, a few minutes) into "
+                    "--results, else into trm_bounds/data/results in a checkout, else into "
+                    "OUT/results.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recompute", action="store_true",
                    help="rerun the studies (small default, a few minutes) first")
     p.add_argument("--full", action="store_true",
@@ -396,12 +508,33 @@ def _add_plot(sub) -> None:
                    help="figure folder (default: ./figures)")
     p.add_argument("--results", type=Path, default=None, help="folder of the result files")
     p.add_argument("--only", action="append", metavar="FN", type=str.upper,
-                   choices=[f"F{i}" for i in range(1, 11)],  # the registry's keys, no matplotlib
-                   help="draw only this figure (repeatable), e.g. F3")
+                   help="draw only this figure (repeatable), e.g. F3; checked against the "
+                        "figure registry (trm_bounds.plot.figures.FIGURES)")
     p.add_argument("--formats", default="png,pdf", help="comma-separated formats (png,pdf,svg)")
-    p.add_argument("--dpi", type=float, default=None, help="PNG resolution (default 150)")
+    p.add_argument("--dpi", type=float, default=None,
+                   help=f"PNG resolution, at most {MAX_DPI:g} (default 300)")
     p.add_argument("--seed", type=int, default=None, help="with --recompute: the studies' seed")
     p.set_defaults(run=_plot)
+
+
+# ----------------------------------------------------------------------------- theory
+
+
+def _theory(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if not THEORY.is_file():
+        raise CliError(f"{THEORY}: not found (a broken install: reinstall trm-bounds)")
+    print(THEORY.read_text(encoding="utf-8") if args.text else THEORY.resolve())
+    return 0
+
+
+def _add_theory(sub) -> None:
+    t = sub.add_parser(
+        "theory", help="where docs/theory.md, the specification every §N cites, is installed",
+        description="Print the path of docs/theory.md as installed with the package (every "
+                    "help screen, verdict and docstring cites its sections as §N); --text "
+                    "prints the text itself.")
+    t.add_argument("--text", action="store_true", help="print the text instead of the path")
+    t.set_defaults(run=_theory)
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -416,41 +549,58 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser(*, with_schema: bool = False) -> argparse.ArgumentParser:
+def build_parser(*, with_schema: bool = False,
+                 with_figures: bool = False) -> argparse.ArgumentParser:
     """The ``trm-bounds`` parser; ``with_schema``: put the dump schema in ``evaluate --help``
-    (imports the log readers' alias table)."""
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
+    (imports the log readers' alias table); ``with_figures``: the figure list in
+    ``plot --help`` (imports the figure registry, hence matplotlib)."""
+    p = _Parser(prog=PROG, description=ABOUT, epilog=EXAMPLES,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"{PROG} {_version()}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", title="commands", metavar="COMMAND",
+                           parser_class=_Parser)
     _add_bounds(sub)
     _add_plan(sub)
     _add_exact(sub)
     _evaluate_parser(sub)
     _add_plot(sub)
+    _add_theory(sub)
     if with_schema:  # the dump schema (required and aliased fields per framework)
         from trm_bounds.logs import dump_schema
 
         sub.choices["evaluate"].epilog = dump_schema()
+    if with_figures:
+        sub.choices["plot"].epilog = _plot_epilog()
     return p
-
-
-#: The optional dependencies and the extra that installs each (pyproject.toml).
-_EXTRA_OF = {"torch": "torch", "matplotlib": "plot", "tqdm": "plot", "pyarrow": "logs"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``trm-bounds ...``: parse, run the subcommand, return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    wants_schema = bool(argv) and argv[0] == "evaluate" and ("-h" in argv or "--help" in argv)
-    parser = build_parser(with_schema=wants_schema)
+    wants_help = "-h" in argv or "--help" in argv
+    parser = build_parser(with_schema=wants_help and argv[:1] == ["evaluate"],
+                          with_figures=wants_help and argv[:1] == ["plot"])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if args.command is None:  # the usage, and where to look next
+        parser.print_usage(sys.stderr)
+        print(f"{PROG}: error: a command is required; try '{PROG} --help' (what the tool does "
+              f"and every command) or '{PROG} exact' (a demo)", file=sys.stderr)
+        return 2
     sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
     try:
-        return args.run(args, sub)
+        status = args.run(args, sub)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside the handler below
+        return status
+    except BrokenPipeError:
+        # The reader went away (``| head -1``): Python's documented recipe (signal module,
+        # "Note on SIGPIPE") -- point stdout at devnull so the interpreter's final flush
+        # cannot raise again, and exit like a process killed by SIGPIPE (128 + 13).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except SystemExit as exc:  # a usage error found after parsing (parser.error)
         return int(exc.code or 0)
     except CliError as exc:
@@ -459,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
-    except ModuleNotFoundError as exc:
+    except ModuleNotFoundError as exc:  # a lazily imported extra that _require did not list
         extra = _EXTRA_OF.get((exc.name or "").partition(".")[0])
         if extra is None:
             raise

@@ -28,7 +28,9 @@ __all__ = [
     "portable_path",
     "checkout_root",
     "SHIPPED_RESULTS",
+    "SHIPPED_RESULT_FILES",
     "results_dir",
+    "default_result_path",
     "out_dir_error",
 ]
 
@@ -80,9 +82,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 _ROOT = Path(__file__).resolve().parents[1]  # the source checkout holding the package
 
-#: Copies of the result files the figures read, shipped inside a built wheel (a build step of
-#: ``setup.py`` copies them from ``experiments/results``; absent in a source checkout).
+#: The one home of the result files the figures read (and of the instances file the F10
+#: study reads): ``trm_bounds/data/results``, tracked in the checkout and shipped in the
+#: wheel as package data.
 SHIPPED_RESULTS = Path(__file__).resolve().parent / "data" / "results"
+
+#: The files under :data:`SHIPPED_RESULTS`: the result files of the figures F1-F10
+#: (``trm_bounds.plot.FIGURES``) and ``transformer_instances.json``, which the F7 study writes
+#: and the F10 study reads (tests/test_packaging.py checks this list against both).
+SHIPPED_RESULT_FILES = (
+    "bound_scaling.json",
+    "tabular_scaling.json",
+    "transformer_mismatch.json",
+    "transformer_instances.json",
+    "demo_eval/report.json",
+    "worst_case.json",
+    "certify_figure.json",
+)
 
 
 def checkout_root() -> Path | None:
@@ -94,10 +110,28 @@ def checkout_root() -> Path | None:
 
 
 def results_dir() -> Path:
-    """Where result files are read from by default: the checkout's ``experiments/results``
-    inside a source checkout, else the copies shipped with the package."""
+    """Where the result files the figures read are found by default:
+    :data:`SHIPPED_RESULTS` (in a checkout, the tracked folder the studies rewrite; in a
+    wheel, the installed copies)."""
+    return SHIPPED_RESULTS
+
+
+def default_result_path(result: str) -> Path:
+    """Where a study writes ``result`` (a path relative to a results folder) by default.
+
+    In a source checkout: :data:`SHIPPED_RESULTS` for the files the figures read
+    (:data:`SHIPPED_RESULT_FILES`), else ``experiments/results``; outside a checkout
+    ``./results`` (never inside the installed package).
+
+    >>> default_result_path("worst_case.json") == SHIPPED_RESULTS / "worst_case.json"
+    True
+    """
     root = checkout_root()
-    return root / "experiments" / "results" if root is not None else SHIPPED_RESULTS
+    if root is None:
+        return Path.cwd() / "results" / result
+    if result in SHIPPED_RESULT_FILES:
+        return SHIPPED_RESULTS / result
+    return root / "experiments" / "results" / result
 
 
 def out_dir_error(path: str | os.PathLike) -> str | None:

@@ -509,6 +509,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.e2e
 def test_cli_paper_table_and_json():
     """`bounds --paper-table` reproduces every entry; `--json` round-trips compute_bounds."""
     r = _cli("bounds", "--paper-table")
@@ -534,3 +535,67 @@ def test_cli_paper_table_and_json():
     assert rec["sharp"] == pytest.approx(ref, rel=RTOL)
     r = _cli("bounds", "--T", "4096", "--delta", "1e-4", "--eps", "0.5", "--dkl-seq", "0.01")
     assert r.returncode == 2 and "eps <= sqrt(delta/2)" in r.stderr and r.stdout == ""
+
+
+# --------------------------------------------------------------------------- raw formulas' ranges
+
+
+@pytest.mark.parametrize("name", [n for n in BOUND_NAMES if BOUNDS[n].fn is not None])
+@pytest.mark.parametrize("bad", [-0.5, math.nan, math.inf])
+def test_public_formula_refuses_out_of_range_input(name, bad):
+    """Every public formula refuses a negative, NaN or infinite divergence with a one-line
+    error naming the argument (``mix_tv(10, eps=-0.5, dtv_seq=0.3)`` once returned -6.0)."""
+    spec = BOUNDS[name]
+    good = dict(eps=0.01, delta=1e-3, dkl_seq=0.01, dtv_seq=0.05)
+    for arg in spec.needs:
+        if arg == "dbar":
+            continue
+        kw = {k: good[k] for k in spec.needs if k != "dbar"} | {arg: bad}
+        with pytest.raises(ValueError, match=rf"^{arg} must be") as info:
+            spec.fn(10, **kw)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kw", [dict(eps=1.5), dict(eps=0.1, dbar=[0.1] * 9),
+                                dict(eps=0.1, dbar=[2.0] * 10)])
+def test_linear_refuses_tv_above_one_and_wrong_dbar_length(kw):
+    with pytest.raises(ValueError, match=r"^(eps|dbar) must"):
+        B.linear(10, **kw)
+
+
+@pytest.mark.parametrize("T", [0, -3, 2.5, 2**53 + 2])
+def test_public_formula_refuses_bad_horizon(T):
+    with pytest.raises(ValueError, match="^T must"):
+        B.coupling(T, eps=0.01)
+
+
+@given(valid_params())
+def test_checked_and_unchecked_formulas_agree(p):
+    """The range check changes no value: each public formula equals its unchecked body."""
+    p = dict(p)
+    T = p.pop("T")
+    for name in BOUND_NAMES:
+        spec = BOUNDS[name]
+        if spec.fn is None:
+            continue
+        kw = {k: p[k] for k in spec.needs if k in p}
+        assert spec.fn(T, **kw) == spec.fn.__wrapped__(T, **kw)
+
+
+@given(st.floats(1e-6, 0.5), st.lists(st.integers(1, 10**5), min_size=1, max_size=40),
+       st.floats(0.0, 0.999), st.data())
+def test_coupling_cap_relation_is_checked_exactly(eps, Ts, u, data):
+    """Relation 6 over an array of T (docs/theory.md §3): every dtv_seq at most
+    ``u (1 - (1 - eps)^T)`` passes, and one entry 1e-6 above its cap is refused, naming its T
+    (the check skips horizons past the cap's reach of 1 and a sufficient test first)."""
+    T = np.array(Ts)
+    cap = -np.expm1(T * math.log1p(-eps))
+    dtv = np.maximum(cap * u, 1e-300)  # dtv_seq = 0 with dkl_seq > 0 breaks a zero rule
+    kw = dict(eps=eps, delta=2.0, dkl_seq=2.0)  # Pinsker and the chain rule hold for any dtv
+    compute_bounds(T, **kw, dtv_seq=dtv)
+    k = data.draw(st.integers(0, len(Ts) - 1))
+    if cap[k] > 1 - 1e-5:
+        return
+    dtv[k] = cap[k] + 1e-6
+    with pytest.raises(ValueError, match=rf"token-wise coupling\) violated: .* T = {T[k]},"):
+        compute_bounds(T, **kw, dtv_seq=dtv)

@@ -14,7 +14,7 @@ from trm_bounds.certify import certify_linear, estimate_error, upper_confidence_
 from trm_bounds.certify.exact import sequence_table
 from trm_bounds.certify.linear import CONSTANTS
 from trm_bounds.engines.tree import exact_report
-from trm_bounds.instances.random import GENERATORS
+from trm_bounds.instances.generators import GENERATORS
 from trm_bounds.instances.strategies import (
     probability_vectors,
     raw_tree_instances,

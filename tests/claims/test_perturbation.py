@@ -1,6 +1,6 @@
 """The text of ``paper_repro.md`` does not depend on float noise in the result files.
 
-Every float of every committed result file (``experiments/results/**/*.json``) is multiplied
+Every float of every committed result file (``trm_bounds/data/results/**/*.json``) is multiplied
 by ``1 + u``, ``u`` uniform in ``[-REL_NOISE, REL_NOISE]`` (``1e-9``, a thousand times the
 differences between CPUs) with a fixed seed; the table rendered from the perturbed folder must
 equal the one rendered from the originals, and the committed file (except the rows marked †,
@@ -25,7 +25,7 @@ from trm_bounds.claims import render, stale_rows
 from trm_bounds.margins import REL_NOISE
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "experiments" / "results"
+RESULTS = ROOT / "trm_bounds" / "data" / "results"
 SEEDS = (0, 1, 2)
 
 
@@ -107,7 +107,7 @@ def test_perturb_floats_moves_every_float_and_nothing_else():
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_rendering_is_the_same_from_perturbed_result_files(seed, tmp_path, original):
-    """Rendered from a perturbed copy of experiments/results, the table is identical, digit
+    """Rendered from a perturbed copy of trm_bounds/data/results, the table is identical, digit
     for digit, to the one rendered from the originals and to the committed paper_repro.md."""
     n = perturbed_copy(RESULTS, tmp_path / "results", seed)
     assert n > 1000  # every result file holds floats: the perturbation reaches them

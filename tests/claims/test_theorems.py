@@ -6,7 +6,7 @@ from pathlib import Path
 
 from trm_bounds.claims import CLAIMS
 
-RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "trm_bounds" / "data" / "results"
 
 
 def test_a_failing_check_fails_its_group(monkeypatch):

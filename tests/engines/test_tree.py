@@ -29,6 +29,7 @@ from trm_bounds.engines.tree import (
     surrogate_with_baseline,
 )
 from trm_bounds.instances.format import InstanceFormatError, load_instances, write_instances
+from trm_bounds.instances.generators import GENERATORS
 from trm_bounds.instances.named import (
     dense_noise,
     moe_flip,
@@ -38,7 +39,7 @@ from trm_bounds.instances.named import (
     tight_instance,
     uniform_divergence,
 )
-from trm_bounds.instances.random import GENERATORS, move_mass
+from trm_bounds.instances.random import move_mass
 from trm_bounds.instances.tree import TreeInstance, context_index, sequence_index
 from trm_bounds.report import EXPECTED_KEYS, REPORT_KEYS, format_report
 from trm_bounds.results import read_results
@@ -246,7 +247,7 @@ def test_round_trip_gives_identical_arrays_and_reports(tmp_path):
     """write_instances then load_instances: bitwise identical arrays, identical reports."""
     path = tmp_path / "inst.json"
     insts = _instances()
-    write_instances(path, insts)
+    write_instances(path, insts, report=exact_report)
     back = load_instances(path)
     assert [b.id for b in back] == [a.id for a in insts]
     for a, b in zip(insts, back, strict=True):
@@ -298,7 +299,7 @@ def _mutations():
 def test_malformed_files_name_the_field(tmp_path, name, mutate, needle):
     """Every malformed case raises InstanceFormatError naming file, instance and field."""
     path = tmp_path / "inst.json"
-    write_instances(path, _instances(), with_expected=False)
+    write_instances(path, _instances())
     doc = json.loads(path.read_text())
     mutate(doc)
     path.write_text(json.dumps(doc))
@@ -324,7 +325,7 @@ def test_not_json_and_missing_file(tmp_path):
 def test_expected_reports_match_and_tables_list_every_bound(tmp_path):
     """Written instances match their expected reports; the table lists every bound."""
     path = tmp_path / "inst.json"
-    write_instances(path, _instances())
+    write_instances(path, _instances(), report=exact_report)
     for inst in load_instances(path):
         rep, mismatches = check_instance(inst)
         assert mismatches == []
@@ -338,7 +339,7 @@ def test_expected_reports_match_and_tables_list_every_bound(tmp_path):
 def test_expected_mismatch_names_the_key(tmp_path):
     """An expected value off by 1e-6 relative (beyond 1e-9) is a mismatch naming the key."""
     path = tmp_path / "inst.json"
-    write_instances(path, _instances())
+    write_instances(path, _instances(), report=exact_report)
     doc = json.loads(path.read_text())
     doc["instances"][2]["expected"]["bounds_sharp"]["mix_kl"] *= 1 + 1e-6
     path.write_text(json.dumps(doc))
@@ -352,7 +353,7 @@ def test_expected_report_is_compared_at_the_files_baseline(tmp_path):
     path = tmp_path / "inst.json"
     inst = dense_noise(2, 3, seed=4)
     rec = exact_report(inst, baseline=0.25)
-    write_instances(path, [inst], with_expected=False)
+    write_instances(path, [inst])
     doc = json.loads(path.read_text())
     doc["instances"][0]["expected"] = rec.to_dict()
     path.write_text(json.dumps(doc))
@@ -367,7 +368,7 @@ def test_expected_report_is_compared_at_the_files_baseline(tmp_path):
 def test_malformed_file_is_one_line_naming_field_and_instance(tmp_path):
     """A malformed file: one line naming the field and the instance."""
     path = tmp_path / "inst.json"
-    write_instances(path, _instances(), with_expected=False)
+    write_instances(path, _instances())
     doc = json.loads(path.read_text())
     doc["instances"][0]["p_x"] = [0.9]
     path.write_text(json.dumps(doc))

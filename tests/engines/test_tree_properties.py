@@ -123,7 +123,7 @@ def test_format_round_trip(insts):
     """write_instances then load_instances: identical arrays and reports ."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "inst.json"
-        write_instances(path, insts, with_expected=False)
+        write_instances(path, insts)
         back = load_instances(path)
     assert len(back) == len(insts)
     for a, b in zip(insts, back, strict=True):

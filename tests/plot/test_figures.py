@@ -254,7 +254,7 @@ MIN_VISIBLE_PX = 500
 
 def _bound_scaling(name: str) -> dict:
     root = Path(__file__).resolve().parents[2]
-    src = {"fixture": FIXTURES, "committed": root / "experiments" / "results"}[name]
+    src = {"fixture": FIXTURES, "committed": root / "trm_bounds" / "data" / "results"}[name]
     return json.loads((src / "bound_scaling.json").read_text())
 
 

@@ -1,6 +1,6 @@
 """Figure F7 (transformer mismatch sources): one meaning per colour, every result drawn.
 
-Reads the committed ``experiments/results/transformer_mismatch.json`` and checks the drawing
+Reads the committed ``trm_bounds/data/results/transformer_mismatch.json`` and checks the drawing
 against it: each mismatch source has one colour in both panels (the exact panel and the
 Monte Carlo panel) and no two sources share one; every enumerated horizon and every Monte
 Carlo row is drawn; log axes carry at least two labelled decades; the canvas is one column.
@@ -18,7 +18,7 @@ pytest.importorskip("matplotlib")
 from trm_bounds.plot import style  # noqa: E402
 from trm_bounds.plot.figures_exact import SOURCE_STYLE, draw_f7, source_label  # noqa: E402
 
-RESULT = Path(__file__).resolve().parents[2] / "experiments" / "results"
+RESULT = Path(__file__).resolve().parents[2] / "trm_bounds" / "data" / "results"
 RESULT = RESULT / "transformer_mismatch.json"
 
 

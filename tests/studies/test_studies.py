@@ -93,7 +93,7 @@ def test_plot_recompute_fails_when_a_study_fails(tmp_path, monkeypatch, capsys):
     from trm_bounds.cli import plot_main
 
     monkeypatch.setattr(studies, "recompute", lambda d, **kw: ["log evaluator demo (F8)"])
-    results = Path(__file__).resolve().parents[2] / "experiments" / "results"
+    results = Path(__file__).resolve().parents[2] / "trm_bounds" / "data" / "results"
     status = plot_main(["--recompute", "--only", "F4", "--results", str(results),
                         "--out", str(tmp_path / "f")])  # fmt: skip
     assert status != 0

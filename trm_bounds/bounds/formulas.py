@@ -13,8 +13,17 @@ With ``a = min(1, sqrt(delta/2))`` and ``e = min(1, eps)``, the published bounds
 leading constant ``c = 4`` (classical: ``2T(T-1)eps^2`` and ``T(T-1)delta``); the sharp
 ones carry ``c = 2`` (classical: ``T(T-1)eps^2`` and ``T(T-1)delta/2``), a separate,
 labelled choice, never a silent replacement.  The capped sums are the prefix sums of
-:mod:`trm_bounds.bounds.prefix`.  These functions do not validate their inputs;
-:func:`trm_bounds.bounds.compute_bounds` does.
+:mod:`trm_bounds.bounds.prefix`.  Each public function checks the ranges of the inputs it
+takes (``T`` a positive integer, divergences finite and ``>= 0``, ``eps``, ``dtv_seq`` and
+``Dbar_t`` at most 1) and raises a one-line ``ValueError`` naming the argument; the relations
+between inputs (``docs/theory.md §3``) need all of them and are checked by
+:func:`trm_bounds.bounds.compute_bounds`, which calls the unchecked formulas
+(``fn.__wrapped__``) after validating once.
+
+>>> mix_tv(10, eps=-0.5, dtv_seq=0.3)
+Traceback (most recent call last):
+...
+ValueError: eps must be >= 0, got -0.5
 
 >>> round(float(mix_tv(4096, eps=5e-3, dtv_seq=0.05)), 3)  # docs/theory.md §7, KL+TV column
 4.096
@@ -22,7 +31,10 @@ labelled choice, never a silent replacement.  The capped sums are the prefix sum
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -35,6 +47,7 @@ from trm_bounds.bounds.prefix import (
     pm_prefix,
     tv_route,
 )
+from trm_bounds.bounds.validate import _as_div, _as_T
 
 __all__ = [
     "classical_tv",
@@ -55,7 +68,28 @@ Value = float | np.ndarray
 
 _c = leading_constant
 
+#: Upper end of each argument's range (``None``: unbounded above); ``docs/theory.md §3``.
+_UPPER = {"eps": 1.0, "delta": None, "dkl_seq": None, "dtv_seq": 1.0, "dbar": 1.0}
 
+
+def _checked(fn: Callable[..., Value]) -> Callable[..., Value]:
+    """``fn`` with the ranges of its arguments checked first (``fn.__wrapped__``: unchecked)."""
+
+    @functools.wraps(fn)
+    def checked(T: ArrayLike, **kw: Any) -> Value:
+        T_arr = _as_T(T)
+        for name, value in kw.items():
+            if name in _UPPER and value is not None:
+                value = _as_div(name, value, upper=_UPPER[name], shape=None)
+                if name == "dbar" and np.shape(value) != (int(T_arr),):
+                    raise ValueError(f"dbar must have length T = {T_arr}, got shape "
+                                     f"{np.shape(value)}")
+        return fn(T, **kw)
+
+    return checked
+
+
+@_checked
 def classical_tv(T: ArrayLike, *, eps: float, sharp: bool = False) -> Value:
     r"""Classical bound, TV form (``docs/theory.md §4``; sharp ``§5``).
 
@@ -70,6 +104,7 @@ def classical_tv(T: ArrayLike, *, eps: float, sharp: bool = False) -> Value:
     return (1.0 if sharp else 2.0) * T * (T - 1.0) * eps * eps
 
 
+@_checked
 def classical_kl(T: ArrayLike, *, delta: float, sharp: bool = False) -> Value:
     r"""Classical bound, KL form (``docs/theory.md §4``; sharp ``§5``).
 
@@ -86,6 +121,7 @@ def classical_kl(T: ArrayLike, *, delta: float, sharp: bool = False) -> Value:
         return (0.5 if sharp else 1.0) * T * (T - 1.0) * delta
 
 
+@_checked
 def coupling(T: ArrayLike, *, eps: float, sharp: bool = False) -> Value:
     r"""Coupling bound (``docs/theory.md §4``; constant 2 if sharp, ``§5``).
 
@@ -100,6 +136,7 @@ def coupling(T: ArrayLike, *, eps: float, sharp: bool = False) -> Value:
     return _c(sharp) * min(1.0, eps) * coupling_prefix(T - 1.0, eps)
 
 
+@_checked
 def pm_kl(T: ArrayLike, *, delta: float, sharp: bool = False) -> Value:
     r"""Pinsker-Marginal, KL (``docs/theory.md §4``; constant 2 if sharp, ``§5``).
 
@@ -115,6 +152,7 @@ def pm_kl(T: ArrayLike, *, delta: float, sharp: bool = False) -> Value:
     return _c(sharp) * a * pm_prefix(T - 1.0, delta)
 
 
+@_checked
 def pm_tv(T: ArrayLike, *, eps: float, delta: float, sharp: bool = False) -> Value:
     r"""Pinsker-Marginal, TV (``docs/theory.md §4``; constant 2 if sharp, ``§5``).
 
@@ -127,6 +165,7 @@ def pm_tv(T: ArrayLike, *, eps: float, delta: float, sharp: bool = False) -> Val
     return _c(sharp) * min(1.0, eps) * pm_prefix(T - 1.0, delta)
 
 
+@_checked
 def mix_kl(T: ArrayLike, *, delta: float, dkl_seq: ArrayLike, sharp: bool = False) -> Value:
     r"""Mixed, KL (``docs/theory.md §4``; constant 2 if sharp, ``§5``).
 
@@ -142,6 +181,7 @@ def mix_kl(T: ArrayLike, *, delta: float, dkl_seq: ArrayLike, sharp: bool = Fals
     return _c(sharp) * T * a * np.minimum(1.0, np.sqrt(np.asarray(dkl_seq, np.float64) / 2.0))
 
 
+@_checked
 def mix_tv(T: ArrayLike, *, eps: float, dtv_seq: ArrayLike, sharp: bool = False) -> Value:
     r"""Mixed, TV (``docs/theory.md §4``; constant 2 if sharp, ``§5``).
 
@@ -179,6 +219,7 @@ def _adaptive(
     return _c(sharp) * float(dbar @ w)
 
 
+@_checked
 def adaptive_kl(
     T: ArrayLike, *, eps: float, delta: float, dbar: ArrayLike | None = None, sharp: bool = False
 ) -> Value:
@@ -194,6 +235,7 @@ def adaptive_kl(
     return _adaptive(T, "kl", eps=eps, delta=delta, dbar=dbar, sharp=sharp)
 
 
+@_checked
 def adaptive_tv(
     T: ArrayLike, *, eps: float, delta: float, dbar: ArrayLike | None = None, sharp: bool = False
 ) -> Value:
@@ -206,6 +248,7 @@ def adaptive_tv(
     return _adaptive(T, "tv", eps=eps, delta=delta, dbar=dbar, sharp=sharp)
 
 
+@_checked
 def adaptive_hybrid(
     T: ArrayLike, *, eps: float, delta: float, dbar: ArrayLike | None = None, sharp: bool = False
 ) -> Value:
@@ -220,6 +263,7 @@ def adaptive_hybrid(
     return _adaptive(T, "hybrid", eps=eps, delta=delta, dbar=dbar, sharp=sharp)
 
 
+@_checked
 def linear(T: ArrayLike, *, eps: float, dbar: ArrayLike | None = None, sharp: bool = False) -> Value:
     r"""Linear bound (``docs/theory.md §4``; constant 2 if sharp, ``§5``).
 

@@ -64,18 +64,20 @@ def compute_array(
     else:
         coup *= ce * eps / 2.0
 
-    # PM-TV = c e P(n); P(n) = a S(n) for n <= M = floor(2/delta), else P(M) + n - M.
+    # P(n) = a S(n) for n <= M = floor(2/delta), else P(M) + n - M; computed once, then
+    # PM-KL = c a P(n) and PM-TV = c e P(n) (rescaling one by a/e would underflow for tiny e).
     pm = next(rows)
     if delta <= 0.0:
         pm[:] = 0.0
     elif 2.0 / delta < n_max:
         m_p = float(math.floor(2.0 / delta))
         np.add(n, pm_prefix(m_p, delta) - m_p, out=pm)
-        pm *= ce
         low = np.flatnonzero(n <= m_p)
-        pm[low] = (ce * math.sqrt(delta / 2.0)) * sum_sqrt(n[low])
+        pm[low] = math.sqrt(delta / 2.0) * sum_sqrt(n[low])
     else:
-        np.multiply(sum_sqrt(n), ce * math.sqrt(delta / 2.0), out=pm)
+        np.multiply(sum_sqrt(n), math.sqrt(delta / 2.0), out=pm)
+    pm_kl = np.multiply(pm, c * a, out=next(rows))
+    pm *= ce
 
     # Hybrid = c e H(n); H(n) = C(n) for n <= kc = floor(delta/(2 eps^2)), else
     # C(kc) + P(n) - P(kc).
@@ -90,10 +92,7 @@ def compute_array(
 
     out: dict[str, np.ndarray] = {"classical_tv": classical_tv, "classical_kl": classical_kl}
     out["coupling"] = coup
-    if a == e:
-        out["pm_kl"] = np.multiply(pm, a / e if e > 0.0 else 1.0, out=next(rows))  # a/e == 1
-    else:  # c a P(T-1) from the prefix itself: rescaling c e P by a/e underflows for tiny e
-        out["pm_kl"] = np.multiply(pm_prefix(n, delta), c * a, out=next(rows))
+    out["pm_kl"] = pm_kl
     out["pm_tv"] = pm
     n += 1.0  # n = T from here on
     if np.ndim(dkl_seq) == 0:

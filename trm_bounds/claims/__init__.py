@@ -2,7 +2,7 @@
 
 One module per claim group, each a function ``group(results) -> (rows, ok)`` that returns
 its table rows (:class:`~trm_bounds.claims.rows.Row`) and whether every check of the group
-passed.  ``results`` is the folder of committed result files (``experiments/results`` in a
+passed.  ``results`` is the folder of committed result files (``trm_bounds/data/results`` in a
 source checkout) that some rows read; every other number is computed here from
 :mod:`trm_bounds.bounds`, the exact engines, :mod:`trm_bounds.masking`,
 :mod:`trm_bounds.planner` and :mod:`trm_bounds.paper` (the paper's printed numbers, typed

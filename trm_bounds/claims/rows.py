@@ -65,7 +65,7 @@ does not have).
 
 Rows 1-14 check the theorems on exact instances small enough to enumerate (each row says how
 small). Row 15 comes from small transformers trained on the CPU, recomputed by the command it
-names from `experiments/results/transformer_instances.json` (rewritten by
+names from `trm_bounds/data/results/transformer_instances.json` (rewritten by
 `python -m trm_bounds.plot --recompute`). Training is not bit-reproducible across CPUs and
 BLAS builds, so the numbers of rows marked † may move between machines (for example
 6.25 -> 6.21 and 5.33 -> 5.65 on two x86 CPUs); the staleness test compares them within a

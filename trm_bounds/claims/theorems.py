@@ -46,7 +46,7 @@ VIOLATION_RTOL, VIOLATION_ATOL = 1e-10, 1e-12
 
 def instances(n_seeds: int = 12) -> Iterator[Any]:
     """Exact tree instances of every generator kind (V in {2, 3}, T in {2, 3, 4})."""
-    from trm_bounds.instances.random import GENERATORS
+    from trm_bounds.instances.generators import GENERATORS
 
     for make in GENERATORS.values():
         for seed in range(n_seeds):
@@ -160,7 +160,7 @@ def transformer_rows(results: Path) -> tuple[list[Row], bool]:
     )
     return [
         Row("The bounds hold on real policy pairs from the three mismatch sources (transformers)",
-            f"python -m trm_bounds exact experiments/results/{inst_path.name}", ours,
+            f"python -m trm_bounds exact trm_bounds/data/results/{inst_path.name}", ours,
             "(no exact error in the paper)", "new evidence (figure F7)", trained=True)
     ], viol == 0  # fmt: skip
 

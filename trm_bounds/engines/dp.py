@@ -58,10 +58,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trm_bounds.bounds import compute_bounds
 from trm_bounds.divergences import kl_terms
 from trm_bounds.engines._dp_step import FusedStep, csc_matvec
 from trm_bounds.instances.finite import FiniteStateInstance
-from trm_bounds.instances.format import InstanceFormatError
+from trm_bounds.instances.tree import InstanceFormatError
 from trm_bounds.report import ExactReport
 
 __all__ = [
@@ -395,8 +396,6 @@ def exact_report(inst: FiniteStateInstance) -> ExactReport:
         }
         method = min(uppers, key=uppers.__getitem__)
         dtv_seq = uppers[method]
-    from trm_bounds.bounds import compute_bounds
-
     kw = dict(eps=eps, delta=delta, dkl_seq=dkl_seq, dtv_seq=dtv_seq, dbar=dbar)
     return ExactReport(
         J_roll=J_roll,

@@ -31,6 +31,7 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor
 
+from trm_bounds.bounds import compute_bounds
 from trm_bounds.divergences_torch import k3, kl_from_logprobs, tv_from_logprobs
 from trm_bounds.instances.tree import n_contexts
 from trm_bounds.report import ExactReport
@@ -247,8 +248,6 @@ def exact_quantities(
     ``d(Vp + v) = d(p) pi_roll(v | p)``.  Returns an :class:`~trm_bounds.report.ExactReport`
     with the keys every engine reports plus ``error_from_J`` and ``D_KL_seq_direct``.
     """
-    from trm_bounds.bounds import compute_bounds
-
     f64 = dict(dtype=torch.float64, device=device)
     pr = torch.as_tensor(np.asarray(pi_roll), **f64)  # (X, C, V)
     lpr = torch.log(pr)  # (X, C, V)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trm_bounds.bounds import compute_bounds
 from trm_bounds.divergences import kl_from_logprobs, tv
-from trm_bounds.instances.format import InstanceFormatError
-from trm_bounds.instances.tree import TreeInstance
+from trm_bounds.instances.tree import InstanceFormatError, TreeInstance
 from trm_bounds.report import ExactReport, compare_reports
 
 __all__ = [
@@ -241,8 +241,6 @@ def exact_report(inst: TreeInstance, *, baseline: float = 0.0) -> ExactReport:
     >>> round(r.error, 15), round(r.bounds_sharp["coupling"], 15)
     (0.02, 0.02)
     """
-    from trm_bounds.bounds import compute_bounds
-
     ex = _exact(inst)
     R = inst.reward
     J_roll = float(np.sum(ex.w_roll * R))

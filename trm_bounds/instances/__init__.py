@@ -4,7 +4,8 @@
 - :mod:`~trm_bounds.instances.finite`: :class:`FiniteStateInstance`;
 - :mod:`~trm_bounds.instances.format`: the ``trm-oracle-instances/v1`` reader and writer;
 - :mod:`~trm_bounds.instances.named`: the named instances, in both forms;
-- :mod:`~trm_bounds.instances.random`: random building blocks and ``GENERATORS``;
+- :mod:`~trm_bounds.instances.random`: random building blocks;
+- :mod:`~trm_bounds.instances.generators`: ``GENERATORS``, random instances by kind;
 - :mod:`~trm_bounds.instances.strategies`: hypothesis strategies (needs ``trm-bounds[test]``;
   imported only by tests and users, never by the package).
 """

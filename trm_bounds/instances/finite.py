@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from trm_bounds.instances.format import InstanceFormatError
-from trm_bounds.instances.tree import TreeInstance
+from trm_bounds.instances.tree import InstanceFormatError, TreeInstance
 
 __all__ = ["FiniteStateInstance", "to_tree_instance", "MAX_TREE_SEQUENCES"]
 

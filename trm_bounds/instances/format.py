@@ -9,7 +9,7 @@ Each instance is an object with the fields of a tree instance
 - ``pi_roll``, ``pi_theta``: ``(n_prompts, C, V)``, ``C = (V^T - 1)/(V - 1)``, contexts in the
   order ``ctx(t, y_<t) = (V^(t-1) - 1)/(V - 1) + sum_{s<t} y_s V^(t-1-s)``;
 - ``reward``: ``(n_prompts, V^T)`` in ``[0, 1]``, order ``seq(y) = sum_t y_t V^(T-t)``;
-- optional ``expected``: the exact report the writer computed (keys
+- optional ``expected``: the exact report of an engine, given to the writer (keys
   :data:`trm_bounds.report.EXPECTED_KEYS`; ``baseline_b`` records the baseline of
   ``L_baseline``); any other key is free metadata.
 
@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from trm_bounds.instances.tree import InstanceFormatError, TreeInstance, validate_instance
 from trm_bounds.report import EXPECTED_KEYS
 from trm_bounds.results import atomic_write_text, to_jsonable
-
-if TYPE_CHECKING:
-    from trm_bounds.instances.tree import TreeInstance
 
 __all__ = [
     "SCHEMA",
@@ -50,10 +48,6 @@ FIELDS = ("id", "V", "T", "n_prompts", "p_x", "pi_roll", "pi_theta", "reward")
 
 #: Largest ``V^T`` the reader accepts (the arrays of one prompt have ``V^T`` entries).
 MAX_SEQUENCES = 10**8
-
-
-class InstanceFormatError(ValueError):
-    """A tree instance (or an instances file) is malformed; the message names the field."""
 
 
 def instance_record(
@@ -101,15 +95,10 @@ def instance_record(
     return to_jsonable(rec)
 
 
-def _tree_record(inst: TreeInstance, with_expected: bool) -> dict[str, Any]:
-    expected = None
-    if with_expected:
-        from trm_bounds.engines.tree import exact_report
-
-        expected = exact_report(inst)
+def _tree_record(inst: TreeInstance, report: Callable[[TreeInstance], Any] | None) -> dict:
     return instance_record(
         inst.id, inst.pi_roll, inst.pi_theta, inst.reward, inst.p_x,
-        expected=expected, **inst.meta,
+        expected=None if report is None else report(inst), **inst.meta,
     )  # fmt: skip
 
 
@@ -117,18 +106,20 @@ def write_instances(
     path: str | os.PathLike,
     instances: Iterable[TreeInstance | Mapping[str, Any]],
     *,
-    with_expected: bool = True,
+    report: Callable[[TreeInstance], Mapping[str, Any]] | None = None,
     compact: bool = False,
 ) -> Path:
     """Write instances as a ``trm-oracle-instances/v1`` JSON file, atomically.
 
     ``instances``: :class:`~trm_bounds.instances.tree.TreeInstance` objects (their ``meta``
-    becomes extra keys; with ``with_expected`` each carries its exact report, tree engine,
-    under ``expected``) or records from :func:`instance_record` (written as they are).
-    ``compact`` writes without spaces after separators.
+    becomes extra keys) or records from :func:`instance_record` (written as they are).
+    ``report``: a function of a tree instance whose result is stored as its ``expected``
+    values, e.g. the tree engine's :func:`trm_bounds.engines.tree.exact_report` (the format
+    runs no engine itself); ``None``: no expected values.  ``compact`` writes without spaces
+    after separators.
     """
     records = [
-        dict(item) if isinstance(item, Mapping) else _tree_record(item, with_expected)
+        dict(item) if isinstance(item, Mapping) else _tree_record(item, report)
         for item in instances
     ]
     doc = to_jsonable({"schema": SCHEMA, "instances": records})
@@ -138,8 +129,6 @@ def write_instances(
 
 def _instance_from_record(rec: Any, where: str) -> TreeInstance:
     """One instance from its JSON record; errors name ``where`` and the field."""
-    from trm_bounds.instances.tree import TreeInstance, validate_instance
-
     if not isinstance(rec, dict):
         raise InstanceFormatError(f"{where}: must be a JSON object, got {type(rec).__name__}")
     for name in FIELDS:

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 
 from trm_bounds.divergences import softmax
+from trm_bounds.engines.dp import dp_exact
+from trm_bounds.engines.tree import adversarial_reward, policy_gradient
 from trm_bounds.instances.finite import FiniteStateInstance, to_tree_instance
 from trm_bounds.instances.random import (
     Seed,
@@ -343,8 +345,6 @@ def staleness(
     _check_form("staleness", form)
     rng = rng_from(seed)
     if form == "finite_state":
-        from trm_bounds.engines.dp import dp_exact
-
         f = random_machine(rng, S, V)
         z = rng.normal(size=(T, S, V))
         pr = softmax(z)
@@ -358,8 +358,6 @@ def staleness(
             p0, f, pr, softmax(z + lr * grad), r, name=f"staleness(T={T},lr={lr},seed={seed})",
             meta={"kind": "staleness", "lr": lr, "seed": seed},
         )  # fmt: skip
-    from trm_bounds.engines.tree import policy_gradient
-
     p_x, z = random_rollout(rng, V, T, n_prompts)
     R = random_reward(rng, V, T, n_prompts, reward)
     pr = softmax(z)
@@ -376,8 +374,6 @@ def adversarial(
 
     Tree only (for a finite-state instance see :func:`trm_bounds.engines.dp.adversarial_reward`).
     """
-    from trm_bounds.engines.tree import adversarial_reward
-
     _check_form("adversarial", form, ("tree",))
     inst = adversarial_reward(dense_noise(V, T, n_prompts=n_prompts, scale=scale, seed=seed))
     ident = f"adversarial-{_seed_meta(seed)}"

@@ -1,28 +1,22 @@
-r"""Random building blocks of instances, and the registry of random tree instances.
+r"""Random building blocks of instances.
 
 Tree instances (docs/theory.md §1): prompt distributions and rollout logits drawn from
 seeded generators, random rewards, contexts on one random path, and a mass-moving
 perturbation with an exact total variation.  Finite-state instances: random state
 machines, random half-of-the-states rewards, and a logit tilt of a given forward KL.
 
-:data:`GENERATORS` maps each kind of random tree instance to a function
-``(seed, V, T, n_prompts) -> TreeInstance`` whose sizes (noise scale, number of perturbed
-contexts, ...) are drawn from the seed; the instances are those of
-:mod:`trm_bounds.instances.named`.
+The registry of random tree instances built from these and the named families is
+:data:`trm_bounds.instances.generators.GENERATORS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import numpy as np
 
 from trm_bounds.divergences import softmax
-from trm_bounds.instances.tree import TreeInstance, n_contexts
+from trm_bounds.instances.tree import n_contexts
 
 __all__ = [
-    "GENERATORS",
     "Seed",
     "rng_from",
     "random_rollout",
@@ -128,48 +122,3 @@ def reach_sets(f: np.ndarray, s0: int, upto: int) -> list[np.ndarray]:
         out.append(nxt)
         cur = nxt
     return out
-
-
-def _named(name: str) -> Any:
-    """A function of :mod:`trm_bounds.instances.named` (imported on first use)."""
-    from trm_bounds.instances import named
-
-    return getattr(named, name)
-
-
-def _draw(seed: int) -> np.random.Generator:
-    """Generator for the registry's size draws (independent of the instance's own stream)."""
-    return np.random.default_rng([seed, 1])
-
-
-# Registry: kind -> (seed, V, T, n_prompts) -> instance; sizes drawn from the seed.
-GENERATORS: dict[str, Callable[[int, int, int, int], TreeInstance]] = {
-    "dense": lambda seed, V, T, n: _named("dense_noise")(
-        V, T, n_prompts=n, scale=float(_draw(seed).choice([0.01, 0.1, 0.5, 2.0])), seed=seed,
-        reward=str(_draw(seed).choice(["uniform", "binary"])),
-    ),
-    "sparse": lambda seed, V, T, n: _named("sparse_perturbation")(
-        V, max(T, 2), n_prompts=n, k=int(_draw(seed).integers(2, max(T, 2) + 1)),
-        scale=float(_draw(seed).choice([0.1, 1.0, 3.0])), seed=seed,
-    ),
-    "moe_flip": lambda seed, V, T, n: _named("moe_flip")(
-        V, T, n_prompts=n, k=int(_draw(seed).integers(1, T + 1)), seed=seed
-    ),
-    "staleness": lambda seed, V, T, n: _named("staleness")(
-        V, T, n_prompts=n, step=float(_draw(seed).choice([0.1, 1.0, 5.0])), seed=seed
-    ),
-    "adversarial": lambda seed, V, T, n: _named("adversarial")(
-        V, T, n_prompts=n, scale=float(_draw(seed).choice([0.05, 0.5, 2.0])), seed=seed
-    ),
-    "tight": lambda seed, V, T, n: _named("tight_instance")(float(_draw(seed).uniform(0.0, 0.5))),
-    "single_perturbation": lambda seed, V, T, n: _named("single_perturbation")(
-        V, T, n_prompts=n, scale=float(_draw(seed).choice([0.1, 1.0, 3.0])), seed=seed
-    ),
-    "uniform": lambda seed, V, T, n: _named("uniform_divergence")(
-        V, T, n_prompts=n, size=float(_draw(seed).uniform(0.0, 0.5)), seed=seed
-    ),
-    "sparse_divergence": lambda seed, V, T, n: _named("sparse_divergence")(
-        V, T, n_prompts=n, k=int(_draw(seed).integers(1, T + 1)),
-        size=float(_draw(seed).uniform(0.0, 0.5)), seed=seed,
-    ),
-}  # fmt: skip

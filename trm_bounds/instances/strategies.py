@@ -24,8 +24,8 @@ except ImportError:  # pragma: no cover - depends on the installed extras
         "trm_bounds.instances.strategies needs hypothesis: pip install 'trm-bounds[test]'"
     ) from None
 
+from trm_bounds.instances.generators import GENERATORS
 from trm_bounds.instances.named import tight_instance
-from trm_bounds.instances.random import GENERATORS
 from trm_bounds.instances.tree import TreeInstance, n_contexts
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "probability_vectors",
 ]
 
-#: Every generator kind of :data:`trm_bounds.instances.random.GENERATORS`.
+#: Every generator kind of :data:`trm_bounds.instances.generators.GENERATORS`.
 KINDS: tuple[str, ...] = tuple(GENERATORS)
 
 

@@ -20,7 +20,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from trm_bounds.instances.format import InstanceFormatError
+
+class InstanceFormatError(ValueError):
+    """A tree instance (or an instances file) is malformed; the message names the field."""
+
 
 __all__ = [
     "ROW_SUM_TOL",

@@ -1,7 +1,7 @@
 r"""Worst-case instance families for the tightness of the bounds in ``T`` (docs/theory.md §10).
 
 Each family is one function ``(T, *, keyword sizes) -> FiniteStateInstance``, so anyone can
-rebuild every point of ``experiments/results/worst_case.json`` and of figure F9 from the
+rebuild every point of ``trm_bounds/data/results/worst_case.json`` and of figure F9 from the
 parameters recorded there.  The largest ``|Error|`` over rewards is then exact by DP
 (:func:`trm_bounds.engines.dp.exact_report`, ``error_max_over_rewards``).
 

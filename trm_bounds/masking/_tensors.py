@@ -62,3 +62,17 @@ def cpu_threads(n: int | None = CPU_THREADS) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _row_sum(x: torch.Tensor) -> torch.Tensor:
+    """Per-row sums of a ``(b, n)`` tensor, each in an order fixed by ``n`` alone.
+
+    torch reduces each row of a tensor with at least two rows by one thread, in an order that
+    depends only on the row length; a tensor with ONE row of at least 32768 elements is
+    instead split across threads (a thread-count-dependent order). A one-row input is
+    therefore reduced as two stride-0 copies of itself (no copy is made), which takes the
+    per-row path: a row's sum never depends on the block it was evaluated in.
+    """
+    if x.shape[0] == 1 and x.device.type == "cpu":
+        return x.expand(2, -1).sum(dim=1)[:1]
+    return x.sum(dim=1)

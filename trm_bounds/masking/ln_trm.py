@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trm_bounds.masking._tensors import _torch
+from trm_bounds.masking._tensors import _row_sum, _torch
 
 if TYPE_CHECKING:
     import torch
@@ -112,8 +112,6 @@ def _ln_w(
     The window sum is an elementwise product and a per-row sum (:func:`_row_sum`), never a
     matrix-vector product, whose rounding would depend on the number of rows (BLAS blocking).
     """
-    from trm_bounds.masking.stats import _row_sum
-
     torch = _torch()
     K = w_tail.numel()
     if prefix:

@@ -47,7 +47,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trm_bounds.masking._tensors import CPU_THREADS, _as_tensor, _compute_dtype, _torch, cpu_threads
+from trm_bounds.masking._tensors import (
+    CPU_THREADS,
+    _as_tensor,
+    _compute_dtype,
+    _row_sum,
+    _torch,
+    cpu_threads,
+)
 from trm_bounds.masking.ln_trm import (
     _ln_normaliser,
     _ln_w,
@@ -60,20 +67,6 @@ if TYPE_CHECKING:  # torch is imported lazily inside the functions
     import torch
 
 __all__ = ["sequence_stats"]
-
-
-def _row_sum(x: torch.Tensor) -> torch.Tensor:
-    """Per-row sums of a ``(b, n)`` tensor, each in an order fixed by ``n`` alone.
-
-    torch reduces each row of a tensor with at least two rows by one thread, in an order that
-    depends only on the row length; a tensor with ONE row of at least 32768 elements is
-    instead split across threads (a thread-count-dependent order). A one-row input is
-    therefore reduced as two stride-0 copies of itself (no copy is made), which takes the
-    per-row path: a row's sum never depends on the block it was evaluated in.
-    """
-    if x.shape[0] == 1 and x.device.type == "cpu":
-        return x.expand(2, -1).sum(dim=1)[:1]
-    return x.sum(dim=1)
 
 
 #: Elements per row block on CPU: 2**18 (1 MiB in float32) keeps the two block buffers in the

@@ -8,6 +8,17 @@ the fields they need, and :mod:`.style` is the one style they share. :mod:`.redr
 work of ``trm-bounds plot``: rerun the studies, then draw every figure.
 """
 
-from .figures import FIGURES, FigureSpec, ResultFileError, render
+from typing import Any
 
 __all__ = ["FIGURES", "FigureSpec", "ResultFileError", "render"]
+
+
+def __getattr__(name: str) -> Any:
+    """The registry's names, imported on first use (PEP 562): importing the package, as
+    ``python -m trm_bounds.plot`` does before the command line checks for matplotlib, needs
+    no matplotlib."""
+    if name in __all__:
+        from . import figures
+
+        return getattr(figures, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

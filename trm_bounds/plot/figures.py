@@ -10,7 +10,7 @@ here and in ``paper_repro.md``, never inside the image); :func:`render` draws on
 a folder.
 
 ======  ==========================================  ============================================
-figure  content                                     result file (under ``experiments/results``)
+figure  content                                     result file (under ``trm_bounds/data/results``)
 ======  ==========================================  ============================================
 F1      every bound against T, uniform divergence   ``bound_scaling.json`` (``uniform``)
 F2      every bound against T, sparse divergence    ``bound_scaling.json`` (``sparse``)

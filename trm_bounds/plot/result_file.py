@@ -1,6 +1,6 @@
 """Reading result files for the figures: fields by path, JSON arrays, and the one error.
 
-Figures are drawn only from result files (``experiments/results``); a file that lacks a field
+Figures are drawn only from result files (``trm_bounds/data/results``); a file that lacks a field
 a figure needs raises :class:`ResultFileError`, whose message names the file and the field.
 """
 

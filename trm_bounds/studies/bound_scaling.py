@@ -3,7 +3,7 @@ r"""Bound scaling: the data of figures F1, F2, F4, F5 and F6.
 Every bound value comes from :func:`trm_bounds.bounds.compute_bounds` (docs/theory.md §4);
 this script only chooses the divergences, fits slopes and records the results.
 
-Sections of ``experiments/results/bound_scaling.json`` (besides the provenance keys of
+Sections of ``trm_bounds/data/results/bound_scaling.json`` (besides the provenance keys of
 :func:`trm_bounds.results.write_results`):
 
 ``uniform`` (F1)
@@ -93,7 +93,7 @@ PAPER_COLUMNS = {"kl_only": "KL-only", "kl_tv": "KL+TV"}
 class Args:
     """Arguments of the study (the default runs in seconds; ``--full`` refines grids).
 
-    ``out`` None: ``experiments/results/bound_scaling.json`` in a source checkout, else
+    ``out`` None: ``trm_bounds/data/results/bound_scaling.json`` in a source checkout, else
     ``./results/bound_scaling.json``.
     """
 
@@ -111,7 +111,7 @@ class Args:
     sim_sigma: float = 0.02  # std of the ordinary per-token log-ratios of F6
     sim_spike: float = 0.5  # |log-ratio| of a violating token (k2 = 0.125 > 0.05)
     sim_n: int = 400  # sequences per T in the F6 simulation
-    sim_T: tuple[int, ...] = (16, 64, 256, 1024, 4096, 16384)
+    sim_T: tuple[int, ...] = (16, 64, 256, 1024, 4096, 16384)  # horizons of the F6 simulation
 
 
 #: Size presets (``--full``, ``--tiny``); ``tiny`` makes the plot-test fixture

@@ -46,8 +46,8 @@ from trm_bounds.certify.confidence import METHODS, upper_confidence_bounds
 from trm_bounds.certify.exact import sequence_table
 from trm_bounds.engines import dp
 from trm_bounds.instances.finite import FiniteStateInstance
+from trm_bounds.instances.generators import GENERATORS
 from trm_bounds.instances.named import sparse_divergence, uniform_divergence
-from trm_bounds.instances.random import GENERATORS
 from trm_bounds.instances.tree import TreeInstance
 from trm_bounds.results import write_results
 from trm_bounds.studies._cli import default_out, parse_args, progress

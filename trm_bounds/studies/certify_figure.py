@@ -65,7 +65,7 @@ INSTANCES = "transformer_instances.json"
 class Args:
     """Arguments of the study (default: under two minutes on two cores)."""
 
-    out: str | None = None  # result JSON path (default experiments/results/certify_figure.json)
+    out: str | None = None  # result JSON path (default trm_bounds/data/results/certify_figure.json)
     instances: str | None = None  # transformer pairs (default: beside out, else shipped)
     seed: int = 0  # sampling seed and the finite-state family's seed
     size: str = "default"  # preset: default or tiny
@@ -76,7 +76,7 @@ class Args:
     Ts: tuple[int, ...] = (4, 16, 64, 256, 1024)  # horizons (T axis, finite-state)
     N_for_T: int = 1024  # sequences per repetition on the T axis
     T_for_N: int = 64  # finite-state horizon on the N axis
-    transformer_ids: tuple[str, ...] = ("transformer-staleness-V4-T4",
+    transformer_ids: tuple[str, ...] = ("transformer-staleness-V4-T4",  # F7 instances used
                                         "transformer-weight_noise_0.1-V4-T4")  # fmt: skip
     delta: float = 1e-3  # finite-state per-context forward KL (nats)
     S: int = 8  # finite-state states

@@ -8,7 +8,7 @@ draws F8 from ``report.json``).  The report's layout is the evaluator's
 
 Usage::
 
-    python experiments/demo_evaluation.py            # into experiments/results/demo_eval
+    python experiments/demo_evaluation.py            # into trm_bounds/data/results/demo_eval
     python -m trm_bounds.studies.demo_evaluation --out DIR
 """
 
@@ -28,7 +28,7 @@ RESULT = "demo_eval/report.json"
 class Args:
     """Arguments of the study (seconds).
 
-    ``out`` None: ``experiments/results/demo_eval`` in a source checkout, else
+    ``out`` None: ``trm_bounds/data/results/demo_eval`` in a source checkout, else
     ``./results/demo_eval`` (a folder: the evaluator writes several files).
     """
 

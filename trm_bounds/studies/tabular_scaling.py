@@ -27,7 +27,7 @@ Regimes (keys of ``regimes``):
     last two positions), so ``D_KL^seq`` stays fixed (walk) or bounded (random machine);
     the PM caps bind from ``T ~ 2/delta = 200``.
 
-Layout of ``experiments/results/tabular_scaling.json`` (besides the provenance keys of
+Layout of ``trm_bounds/data/results/tabular_scaling.json`` (besides the provenance keys of
 :func:`trm_bounds.results.write_results`)::
 
     {"regimes": {"uniform" | "sparse" | "uniform_mixing" | "sparse_mixing": {
@@ -106,7 +106,7 @@ SCALARS = (
 class Args:
     """Arguments of the study (default: about 20 horizons up to 10^4).
 
-    ``out`` None: ``experiments/results/tabular_scaling.json`` in a source checkout, else
+    ``out`` None: ``trm_bounds/data/results/tabular_scaling.json`` in a source checkout, else
     ``./results/tabular_scaling.json``.
     """
 

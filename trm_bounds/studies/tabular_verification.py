@@ -1,6 +1,6 @@
 """Check every bound against the exact error on many random tree instances.
 
-For every generator kind of :data:`trm_bounds.instances.random.GENERATORS` (plus instances drawn
+For every generator kind of :data:`trm_bounds.instances.generators.GENERATORS` (plus instances drawn
 entry by entry, kind ``raw``), draws random instances, computes the exact report
 (:func:`trm_bounds.engines.tree.exact_report`) and records, per kind:
 
@@ -35,7 +35,7 @@ import numpy as np
 from trm_bounds.bounds import BOUND_NAMES
 from trm_bounds.divergences import softmax
 from trm_bounds.engines.tree import exact_report as _exact_report
-from trm_bounds.instances.random import GENERATORS
+from trm_bounds.instances.generators import GENERATORS
 from trm_bounds.instances.tree import TreeInstance, n_contexts
 from trm_bounds.results import write_results
 from trm_bounds.studies._cli import default_out, parse_args, progress
@@ -60,7 +60,7 @@ class Args:
     max_sequences: int = 256  # V^T per prompt at most
     search_iters: int = 100  # hill-climb steps per (bound, T, restart)
     search_restarts: int = 2  # alternating near-uniform and near-deterministic starts
-    search_T: tuple[int, ...] = (2, 3, 4, 5)
+    search_T: tuple[int, ...] = (2, 3, 4, 5)  # horizons of the adversarial search
     engine: str = "local"  # local, or ray: the sweep's instances checked in Ray tasks
     address: str | None = None  # Ray address (None: start a local cluster; auto; ray://...)
 

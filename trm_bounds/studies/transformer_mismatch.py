@@ -14,7 +14,7 @@ mismatch source, and
   4-sigma intervals and plug-in bounds (:mod:`trm_bounds.estimators`), with the caveat that
   ``eps``/``delta`` there are observed maxima (lower estimates);
 - exports the enumerated pairs at ``--export-T`` as ``trm-oracle-instances/v1`` instances
-  with their expected values (``experiments/results/transformer_instances.json``).
+  with their expected values (``trm_bounds/data/results/transformer_instances.json``).
 
 Sources: ``precision_bf16`` / ``precision_fp16`` (roll evaluated in bfloat16 / float16,
 theta in float64), ``staleness`` (theta = roll after ``k = 2`` Adam steps on the RL surrogate),
@@ -22,7 +22,7 @@ theta in float64), ``staleness`` (theta = roll after ``k = 2`` Adam steps on the
 plus relative Gaussian noise; the controllable knob).  Reward: fraction of grammatical
 positions, in ``[0, 1]`` (:func:`trm_bounds.transformer.grammar_reward`).
 
-JSON layout of ``experiments/results/transformer_mismatch.json`` (besides the provenance keys
+JSON layout of ``trm_bounds/data/results/transformer_mismatch.json`` (besides the provenance keys
 ``experiment, created, git_hash, args, seed`` of ``trm_bounds.results.write_results``):
 
 ``device`` (str), ``torch_version`` (str), ``seconds`` (float, whole run)
@@ -102,7 +102,7 @@ INSTANCES = "transformer_instances.json"
 class Args:
     """Arguments of the study (default: CPU, 2-4 CPU minutes; ``--small``: the smallest sizes).
 
-    ``out`` / ``instances_out`` None: ``experiments/results/`` in a source checkout, else
+    ``out`` / ``instances_out`` None: ``trm_bounds/data/results/`` in a source checkout, else
     ``./results/`` (``transformer_mismatch.json``, ``transformer_instances.json``).
     """
 

@@ -21,7 +21,7 @@ Regimes (per-token forward KL ``delta`` in nats):
     start, the end, or spread (walk with free tokens), and the random machine's perturbed
     contexts at the start or the end.
 
-Layout of ``experiments/results/worst_case.json`` (besides the provenance keys)::
+Layout of ``trm_bounds/data/results/worst_case.json`` (besides the provenance keys)::
 
     {"regimes": {name: {"description": str, "families": {family: {
         "params": {...}, "source": "dp" | "closed_form",
@@ -79,7 +79,7 @@ NOISE_FLOOR = 1e-13
 class Args:
     """Arguments of the study (default: about a minute on one core).
 
-    ``out`` None: ``experiments/results/worst_case.json`` in a checkout, else ``./results``.
+    ``out`` None: ``trm_bounds/data/results/worst_case.json`` in a checkout, else ``./results``.
     """
 
     out: str | None = None  # result JSON path
