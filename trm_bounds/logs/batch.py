@@ -56,9 +56,12 @@ class Batch:
 
     Group and generation limit (what the artifact itself says, else None):
 
-    - ``prompt_id``: ``(B,)`` object array, the key that groups the samples of one prompt
-      (the framework's own group key: verl ``uid``, ...; the prompt's token ids, as a
-      string, only where the artifact holds the prompt tokens and no key);
+    - ``prompt_id``: ``(B,)`` array, the key that groups the samples of one prompt: the
+      framework's own group key (verl ``uid``, SkyRL ``uids``, ROLL ``traj_group_id`` or
+      ``prompt_id``, OpenRLHF ``index``, a generic ``prompt_id``); only where the artifact
+      holds the prompt tokens and no key (TRL), a hash of the prompt's token ids
+      (``prompt_ids`` under ``prompt_mask``): identical prompts, one key. None where the
+      artifact holds neither (NeMo-RL, slime and AReaL dumps, SkyRL after ``uids`` is popped);
     - ``group_field``: the field ``prompt_id`` was read from (``"uid"``; ``"prompt_ids
       (identical prompt tokens)"`` for the token fallback), None without ``prompt_id``;
     - ``max_response_length``: the generation limit (max new tokens) fixed by the
