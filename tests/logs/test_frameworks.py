@@ -34,17 +34,19 @@ from trm_bounds.logs import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _corpus_module():
-    spec = importlib.util.spec_from_file_location(
-        "make_dump_corpus", ROOT / "experiments" / "make_dump_corpus.py"
-    )
+def experiment_module(name: str):
+    """``experiments/{name}.py`` imported once (registered under its name: its dataclasses
+    look their module up)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["make_dump_corpus"] = mod  # dataclasses look their module up
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
-CORPUS = _corpus_module()
+CORPUS = experiment_module("make_dump_corpus")
 
 
 @pytest.fixture(scope="module")

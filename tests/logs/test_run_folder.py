@@ -9,14 +9,10 @@ notice that names them, never the step.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from tests.logs.test_frameworks import stats
+from tests.logs.test_frameworks import experiment_module, stats
 from tests.tolerances import ATOL, RTOL
 from trm_bounds.evaluate.runs import steps_of_run
 from trm_bounds.logs import (
@@ -29,22 +25,7 @@ from trm_bounds.logs import (
     steps_of,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run_corpus_module():
-    if "make_run_corpus" in sys.modules:
-        return sys.modules["make_run_corpus"]
-    spec = importlib.util.spec_from_file_location(
-        "make_run_corpus", ROOT / "experiments" / "make_run_corpus.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["make_run_corpus"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-RUNS = _run_corpus_module()
+RUNS = experiment_module("make_run_corpus")
 
 
 @pytest.fixture(scope="module")
