@@ -245,8 +245,8 @@ def bench_memory(args, *, rows_per_group: int = 256, code_path: str | None = Non
     record batch hold thousands of 8,192-token rows); ``code_path``: the checkout whose
     package runs (``PYTHONPATH``; default this one), for a baseline side by side."""
     sizes = [int(float(x)) for x in args.mem_tokens.split(",")]
-    root = Path(__file__).parents[1]
-    env = {**os.environ, "PYTHONPATH": str(code_path or root)}
+    root = Path(code_path or Path(__file__).parents[1])  # cwd too: ``-c`` puts it first
+    env = {**os.environ, "PYTHONPATH": str(root)}
     rows = []
     code = (
         "import sys; from pathlib import Path\n"

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.evaluate.test_run import GOOD, _jsonl, assert_close_tree
 from tests.logs.test_dataset import random_source, write_jsonl, write_npz, write_parquet
-
 from trm_bounds.evaluate import evaluate
 from trm_bounds.evaluate.ray_engine import ray_map, ray_shards
 from trm_bounds.logs import LogFormatError

@@ -33,8 +33,11 @@ MAX_CELLS = 1 << 23
 
 #: A reader that can read part of a file (parquet record batches) takes at most this many
 #: bytes of uncompressed input columns at once, whatever ``chunk_size`` says: peak memory is
-#: set by bytes, not by a row count (rows of 8,192 tokens: about 900 rows per batch).
-MAX_CHUNK_BYTES = 1 << 26
+#: set by bytes, not by a row count (rows of 8,192 float32 tokens: about 128 rows per batch).
+#: Peak RSS of ``evaluate`` on parquet of rows up to 8,192 tokens in row groups of 8,192 rows
+#: (experiments/results/bench_evaluate.json, ``memory_byte_budget``): 0.58 GB at 1e8 tokens,
+#: as at 2e7 (1.54 GB at 1e8 with record batches of 4,096 rows).
+MAX_CHUNK_BYTES = 1 << 23
 
 
 @dataclass
