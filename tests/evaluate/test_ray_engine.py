@@ -1,6 +1,7 @@
 """The Ray engine of the evaluator (trm_bounds.evaluate.ray_engine; docs/theory.md §6).
 
-One local Ray cluster (``ray.init(num_cpus=2)``) serves the module and is shut down after it.
+One local Ray cluster (``ray.init(num_cpus=2)``) serves the session (``ray_cluster`` in
+tests/conftest.py).
 The Ray report must equal the local one: counts, decisions, histograms, buckets and
 ``sequences.csv`` exactly (both engines chunk each file the same way), float sums within
 ``CHUNK_RTOL`` (the double-double sums are grouped per shard, then across shards). A task
@@ -10,6 +11,7 @@ mid-run is retried by Ray and the report does not change.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -19,37 +21,10 @@ import pytest
 from tests.evaluate.test_run import GOOD, _jsonl, assert_close_tree
 from tests.logs.test_dataset import random_source, write_jsonl, write_npz, write_parquet
 from trm_bounds.evaluate import evaluate
-from trm_bounds.evaluate.ray_engine import _FAULT_ENV, ray_map, ray_shards
+from trm_bounds.evaluate.ray_engine import ray_map, ray_shards
 from trm_bounds.logs import LogFormatError
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A two-CPU local Ray cluster; the fault marker exists (disarmed) until a test removes it.
-
-    Workers inherit the environment at ``ray.init``, so the marker path is set before it.
-    """
-    marker = tmp_path_factory.mktemp("fault") / "killed"
-    marker.touch()
-    old = os.environ.get(_FAULT_ENV)
-    os.environ[_FAULT_ENV] = str(marker)
-    tests_dir = str(Path(__file__).resolve().parents[2])  # the checkout: tests.* import
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([os.getcwd(), tests_dir])}},
-    )
-    try:
-        yield marker
-    finally:
-        ray.shutdown()
-        if old is None:
-            os.environ.pop(_FAULT_ENV, None)
-        else:
-            os.environ[_FAULT_ENV] = old
 
 
 def test_unreachable_address_is_a_one_line_error(tmp_path):
@@ -103,7 +78,7 @@ def _assert_same(tmp_path: Path, a: dict, b: dict) -> None:
     assert csv_a == csv_b
 
 
-def test_ray_report_equals_local_report(tmp_path, cluster):
+def test_ray_report_equals_local_report(tmp_path, ray_cluster):
     """Five shards in three formats, chunk size 4: same report, same CSV, same HTML tables."""
     paths = _dataset(tmp_path / "dump")
     a, b = _both(tmp_path, [str(p) for p in paths], chunk_size=4)
@@ -112,12 +87,13 @@ def test_ray_report_equals_local_report(tmp_path, cluster):
     assert (tmp_path / "ray" / "report.html").is_file()
 
 
-def test_pyarrow_uri_shards_equal_local_paths(tmp_path, cluster):
+def test_pyarrow_uri_shards_equal_local_paths(tmp_path, ray_cluster):
     """A ``file://`` directory URI goes through pyarrow's filesystem layer (as s3:// would):
     same statistics as the local directory; shards are named by their URI."""
     _dataset(tmp_path / "dump")
     uri = (tmp_path / "dump").as_uri()
-    assert ray_shards([uri]) == [f"file://{p}" for p in sorted(map(str, (tmp_path / "dump").iterdir()))]
+    names = [f"file://{p}" for p in sorted(map(str, (tmp_path / "dump").iterdir()))]
+    assert [s.name for s in ray_shards([uri])] == names
     a = evaluate([str(tmp_path / "dump")], tmp_path / "local", progress=False, chunk_size=5)
     b = evaluate([uri], tmp_path / "ray", progress=False, chunk_size=5, engine="ray")
     skip = ("git_hash", "inputs")
@@ -127,7 +103,7 @@ def test_pyarrow_uri_shards_equal_local_paths(tmp_path, cluster):
     assert rows[1].split(",")[1].startswith("file://")
 
 
-def test_task_error_is_the_local_one_line_error(tmp_path, cluster):
+def test_task_error_is_the_local_one_line_error(tmp_path, ray_cluster):
     """A shard whose reader raises: the Ray engine raises the same LogFormatError, with the
     same one-line message naming the shard, and writes nothing."""
     d = tmp_path / "dump"
@@ -146,17 +122,17 @@ def test_task_error_is_the_local_one_line_error(tmp_path, cluster):
     assert "b.jsonl" in errs[1] and "\n" not in errs[1]
 
 
-def test_killed_worker_is_retried_and_report_unchanged(tmp_path, cluster):
+def test_killed_worker_is_retried_and_report_unchanged(tmp_path, ray_cluster):
     """Arm the fault: the first task kills its own worker process (os._exit, no exception).
     Ray retries the task; the marker shows the kill happened; the report equals the local one."""
     paths = _dataset(tmp_path / "dump")
-    cluster.unlink()  # armed
+    ray_cluster.unlink()  # armed
     a, b = _both(tmp_path, [str(p) for p in paths], chunk_size=6)
-    assert cluster.exists(), "no worker was killed: the fault injection did not run"
+    assert ray_cluster.exists(), "no worker was killed: the fault injection did not run"
     _assert_same(tmp_path, a, b)
 
 
-def test_cli_engine_ray(tmp_path, cluster):
+def test_cli_engine_ray(tmp_path, ray_cluster):
     """``trm-bounds evaluate --engine ray`` (in process, joining the running cluster)."""
     from trm_bounds.cli import main
 
@@ -168,7 +144,7 @@ def test_cli_engine_ray(tmp_path, cluster):
     assert csv_a == csv_b
 
 
-def test_tabular_verification_on_ray_equals_local(cluster):
+def test_tabular_verification_on_ray_equals_local(ray_cluster):
     """Sweeps: the verification study with ``engine='ray'`` (instances generated in the tasks
     from their seeds) gives the same per-kind record as the local loop, to the bit."""
     from trm_bounds.studies.tabular_verification import Args, verify
@@ -177,7 +153,7 @@ def test_tabular_verification_on_ray_equals_local(cluster):
     assert verify(Args(**small, engine="ray")) == verify(Args(**small))
 
 
-def test_ray_map_keeps_item_order(cluster):
+def test_ray_map_keeps_item_order(ray_cluster):
     """``ray_map`` equals the serial map, in item order."""
     from trm_bounds.studies.tabular_verification import check_instances
 
@@ -228,3 +204,67 @@ def test_bench_scale_smoke(tmp_path):
     assert {"local", "ray_1", "ray_2"} <= set(th) and th["tokens"] > 0
     assert [row["shards"] for row in data["driver_memory"]] == [1, 3]
 
+
+
+def _many_row_groups(path: Path, n_groups: int = 5) -> Path:
+    """One parquet file of ``n_groups`` row groups (ragged list columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = random_source(B=40, T=21, seed=77, sigma=0.2)
+    rows = [src["lp"][i, : src["L"][i]].tolist() for i in range(40)]
+    rrows = [src["lr"][i, : src["L"][i]].tolist() for i in range(40)]
+    table = pa.table({"old_log_probs": rows, "rollout_log_probs": rrows,
+                      "uid": [f"p{i // 4}" for i in range(40)]})  # fmt: skip
+    pq.write_table(table, path, row_group_size=40 // n_groups)
+    return path
+
+
+def test_one_parquet_file_spreads_over_workers_by_row_group(tmp_path, ray_cluster):
+    """A file of five row groups is five shards (record numbers counted from the file's
+    first row); the Ray report equals the local one (chunk size 3: chunks inside groups)."""
+    path = _many_row_groups(tmp_path / "big.parquet")
+    shards = ray_shards([str(path)])
+    assert [s.part for s in shards] == [(g,) for g in range(5)]
+    a, b = _both(tmp_path, [str(path)], chunk_size=3)
+    assert a["n_sequences"] == 40
+    _assert_same(tmp_path, a, b)
+
+
+@pytest.mark.parametrize("case", ["nemo-rl-run", "slime-run", "step-dirs-run"])
+def test_run_folder_by_step_on_ray_equals_local(tmp_path, ray_cluster, case):
+    """``--by-step`` on a run folder: every step, on both engines, the same rows; files
+    without logprobs skipped by both with the same notice."""
+    from tests.logs.test_run_folder import RUNS
+    from trm_bounds.evaluate.runs import evaluate_run
+
+    RUNS.make_run_corpus(tmp_path / "c", seed=2, B=5)
+    run = tmp_path / "c" / case
+    res = {}
+    for engine in ("local", "ray"):
+        res[engine] = evaluate_run(run, tmp_path / engine, progress=False, draw_figures=None,
+                                   engine=engine)  # fmt: skip
+    ref = json.loads((tmp_path / "c" / "reference.json").read_text())[case]
+    assert [r["step"] for r in res["local"]["steps"]] == sorted(int(s) for s in ref["steps"])
+    assert res["local"]["skipped_steps"] == res["ray"]["skipped_steps"] == []
+    for ra, rb in zip(res["local"]["steps"], res["ray"]["steps"], strict=True):
+        assert_close_tree(ra, rb)
+
+
+def test_skip_notice_is_the_same_on_both_engines(tmp_path, ray_cluster):
+    """A NeMo-RL log directory (validation files beside the data): the Ray engine reads it
+    (the bug: it failed) and says what the local engine says."""
+    from tests.logs.test_run_folder import RUNS
+    from trm_bounds.evaluate.ray_engine import ray_chunks
+    from trm_bounds.evaluate.run import evaluate_chunk
+    from trm_bounds.logs import iter_batches
+
+    RUNS.make_run_corpus(tmp_path / "c", seed=3, B=4)
+    run = tmp_path / "c" / "nemo-rl-run"
+    local: list[str] = []
+    n_local = sum(len(b) for b in iter_batches([run], notice=local.append))
+    on_ray: list[str] = []
+    n_ray = sum(len(b) for b, _, _ in ray_chunks([run], chunk_fn=evaluate_chunk,
+                                                 notice=on_ray.append))  # fmt: skip
+    assert n_local == n_ray == 12 and local == on_ray and len(local) == 1
+    assert "val_data_step1.jsonl" in local[0] and "val_data_step3.jsonl" in local[0]
