@@ -23,9 +23,10 @@ weakly informative prior of the paper (``k`` shrunk towards 1/2 with weight 10 d
 unstable for ``k`` near 1/2 and small tails), hence this module.
 
 >>> import numpy as np
->>> v = np.random.default_rng(0).pareto(2.0, 4000)  # Lomax(alpha = 2): k = 1/2
->>> round(pareto_khat(v), 1)
-0.5
+>>> rng = np.random.default_rng(0)
+>>> ks = [pareto_khat(rng.pareto(2.0, 4000)) for _ in range(20)]  # Lomax(alpha = 2): k = 1/2
+>>> abs(float(np.median(ks)) - 0.5) < 0.05
+True
 """
 
 from __future__ import annotations
