@@ -43,12 +43,13 @@ MIN_TAIL = 5
 
 
 def tail_length(S: int) -> int:
-    """``M = ceil(min(S / 5, 3 sqrt(S)))``, the tail size of the paper (§3, eq. 5)."""
+    """``M = ceil(min(S / 5, 3 sqrt(S)))``, the tail size of the paper (§3, eq. 5);
+    docs/theory.md §9."""
     return int(math.ceil(min(0.2 * S, 3.0 * math.sqrt(S))))
 
 
 def khat_threshold(S: int) -> float:
-    r"""Reliability threshold :math:`\min(1 - 1/\log_{10} S,\ 0.7)` for ``S`` draws (paper §3.2.4).
+    r"""Threshold :math:`\min(1 - 1/\log_{10} S,\ 0.7)` for ``S`` draws (paper §3.2.4; docs §9).
 
     ``S <= 10`` gives ``-inf`` or a negative value: too few draws for any estimate to be trusted.
     """
@@ -58,7 +59,8 @@ def khat_threshold(S: int) -> float:
 
 
 def gpd_fit(z: ArrayLike) -> tuple[float, float]:
-    r"""Zhang-Stephens estimate ``(k, sigma)`` of a GPD from exceedances ``z`` ``(M,)``, ``z > 0``.
+    r"""Zhang-Stephens estimate ``(k, sigma)`` of a GPD from exceedances ``z`` ``(M,)``, ``z > 0``
+    (docs/theory.md §9).
 
     With the paper's prior on ``k`` (``(M k + 10 * 0.5) / (M + 10)``).  Scale equivariant:
     ``gpd_fit(c z) = (k, c sigma)``.
