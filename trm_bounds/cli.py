@@ -144,8 +144,7 @@ def _plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from trm_bounds.results import to_jsonable
 
     if args.target is None and args.certified_bound is None:
-        parser.error("needs --target (a threshold for B*) or --certified-bound (sequences for "
-                     "a certified bound)")
+        parser.error("needs --target (B*) or --certified-bound (a certified bound)")
     if args.T is None and args.lengths is None:
         parser.error("needs --T or --lengths (--T: the generation limit, max response length)")
     try:
@@ -175,16 +174,13 @@ def _plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _add_plan(sub) -> None:
-    p = sub.add_parser("plan", help="largest TRM threshold delta for a target B*; sequences "
-                       "a certified bound needs",
-                       description="Largest per-token KL threshold delta (nats) with B* <= "
-                       "--target, published and sharp, at the uniform worst case "
-                       "(trm_bounds.planner); --width: sequences for a certified bound of that "
-                       "width; --certified-bound: sequences (or prompt groups) for a certified "
-                       "bound of that size at the generation limit --T.")
-    p.add_argument("--T", "--max-response-length", dest="T", type=int,
-                   help="horizon T = the generation limit, max response length (default with "
-                        "--lengths: the longest)")
+    p = sub.add_parser("plan", help="threshold delta for a target B*; sequences a certified "
+                       "bound needs", description="Largest per-token KL threshold delta (nats) "
+                       "with B* <= --target, published and sharp, at the uniform worst case "
+                       "(trm_bounds.planner); --width / --certified-bound: sequences (or prompt "
+                       "groups) for a certified bound of that width / size at the limit --T.")
+    p.add_argument("--T", "--max-response-length", dest="T", type=int, help="horizon T = the "
+                   "generation limit, max response length (default with --lengths: the longest)")
     p.add_argument("--target", type=float, help="target for B* (> 0)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--dkl-seq", type=float, help="fixed D_KL^seq, nats (default: T delta)")
@@ -193,10 +189,9 @@ def _add_plan(sub) -> None:
                         "D_KL^seq = delta * mean length, Dbar_t = eps Pr(T_i >= t), and one "
                         "threshold per length quantile")
     p.add_argument("--width", type=float, help="target width of the certified Linear bound")
-    p.add_argument("--certified-bound", type=float, metavar="X",
-                   help="sequences (or prompt groups) for a certified |Error| bound <= X at "
-                        "--T and --level: exact for --method in the best case (every X_i = 0 "
-                        "observed), with the lower limit of any valid bound")
+    p.add_argument("--certified-bound", type=float, metavar="X", help="units for a certified "
+                   "|Error| bound <= X: exact for --method in the best case (every X_i = 0), "
+                   "and the lower limit of any valid bound")
     p.add_argument("--reward-range", type=float, nargs=2, metavar=("LO", "HI"),
                    help="with --certified-bound: the a-priori reward range (default 0 1)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
