@@ -3,7 +3,7 @@ chunk statistics; the driver merges them (docs/theory.md §6).
 
 Map-reduce over the associative :class:`~trm_bounds.evaluate.Stats`. A *shard* is one dump
 file; each Ray task reads its shard in chunks of ``chunk_size`` sequences with the local
-readers, computes :func:`~trm_bounds.evaluate.run.evaluate_chunk` per chunk, merges them, and returns
+readers, computes :func:`~trm_bounds.evaluate.chunk.evaluate_chunk` per chunk, merges them, and returns
 the merged statistics plus the per-sequence columns of ``sequences.csv`` (about 100 bytes per
 sequence, never the token arrays). The driver consumes the shards in input order with at most
 ``max_in_flight`` tasks outstanding, so its peak memory is bounded by the shards in flight and
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from trm_bounds.evaluate.run import evaluate_chunk
+from trm_bounds.evaluate.chunk import evaluate_chunk
 from trm_bounds.evaluate.stats import Stats
 from trm_bounds.logs import Batch, LogFormatError, iter_batches, resolve_paths
 
