@@ -335,3 +335,21 @@ def test_padded_width_does_not_reach_the_canonical_arrays(tmp_path, writer, chun
         np.testing.assert_array_equal(x.log_probs, y.log_probs)
         np.testing.assert_array_equal(x.rollout_log_probs, y.rollout_log_probs)
         np.testing.assert_array_equal(x.response_mask, y.response_mask)
+
+
+def test_group_key_and_generation_limit_are_read_from_the_artifact(tmp_path):
+    """verl: ``uid`` is the group key; ``responses`` padded to the configured limit gives
+    ``max_response_length`` (never the observed maximum); without it, None."""
+    src = random_source(B=6, T=9)
+    uid = np.array([f"u{i // 3}" for i in range(6)], dtype=object)
+    width = src["lp"].shape[1]
+    resp = np.zeros((6, width), np.int64)
+    path = write_pt(tmp_path / "a.pt", src, uid=list(uid), responses=torch.from_numpy(resp))
+    b = load_dataset([path], fmt="verl")
+    it = next(iter_batches([path], fmt="verl"))
+    assert it.group_field == "uid" and it.prompt_id.tolist() == uid.tolist()
+    assert it.max_response_length == width and "responses" in it.max_response_length_source
+    assert b.response_mask.shape[0] == 6
+    it = next(iter_batches([write_npz(tmp_path / "b.npz", src)]))
+    assert it.max_response_length is None and it.max_response_length_source is None
+    assert it.group_field is None and it.prompt_id is None

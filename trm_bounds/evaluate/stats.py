@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -133,10 +133,20 @@ class Stats:
     max, sums add as double-double pairs, per-position arrays add after zero-padding to the
     longer one. ``pos_sum`` is the (double-double) sum over sequences of ``|rho_t - 1|/2`` at
     position ``t`` and ``pos_count`` the number of sequences reaching ``t``.
+
+    A *sequence* is a row with at least one trained token; every statistic, count and
+    acceptance rate is over sequences. ``n_untrained_rows`` counts the rows without a trained
+    token (pad rows, masked samples: :class:`~trm_bounds.logs.Batch`), apart.
+    ``n_nan_tokens``: tokens whose NaN rollout logprob the reader took out of the mask (as
+    the framework does). ``n_equal_tokens``: trained tokens whose trainer and rollout
+    logprobs are bit-identical in the file (all of them: :attr:`warnings`).
     """
 
     n_sequences: int = 0
     n_tokens: int = 0
+    n_untrained_rows: int = 0
+    n_nan_tokens: int = 0
+    n_equal_tokens: int = 0
     criteria: tuple[str, ...] = ()
     k2_max: float = 0.0
     kl_max: float | None = None
@@ -161,12 +171,43 @@ class Stats:
         """Accepted sequences per criterion."""
         return {c: int(a.sum()) for c, a in self.len_accepted.items()}
 
+    @property
+    def warnings(self) -> list[str]:
+        """Sentences the report and stderr must carry (each one line; exact integer tests)."""
+        out = []
+        if self.n_tokens > 0 and self.n_equal_tokens == self.n_tokens:
+            out.append(
+                "the trainer and rollout logprob fields are identical at every trained token "
+                f"({self.n_tokens} tokens): the rollout logprobs were most likely overwritten "
+                "by the trainer's (e.g. AReaL after compute_advantages without the decoupled "
+                "loss), so a zero mismatch here measures nothing"
+            )
+        if self.n_untrained_rows:
+            out.append(
+                f"{self.n_untrained_rows} rows train no token (pad rows, masked or removed "
+                "samples): not counted as sequences"
+            )
+        if self.n_nan_tokens:
+            out.append(
+                f"{self.n_nan_tokens} tokens with a NaN rollout logprob left out of the loss "
+                "mask, as the framework does"
+            )
+        return out
+
+    def _counts_added(self, other: Stats) -> Stats:
+        return replace(
+            self,
+            n_untrained_rows=self.n_untrained_rows + other.n_untrained_rows,
+            n_nan_tokens=self.n_nan_tokens + other.n_nan_tokens,
+            n_equal_tokens=self.n_equal_tokens + other.n_equal_tokens,
+        )
+
     def merge(self, other: Stats) -> Stats:
         """The statistics of the union of both sets of sequences."""
         if self.n_sequences == 0:
-            return other
+            return other._counts_added(self)
         if other.n_sequences == 0:
-            return self
+            return self._counts_added(other)
         if self.criteria != other.criteria:
             raise ValueError(f"cannot merge criteria {self.criteria} and {other.criteria}")
 
@@ -186,6 +227,9 @@ class Stats:
         return Stats(
             n_sequences=self.n_sequences + other.n_sequences,
             n_tokens=self.n_tokens + other.n_tokens,
+            n_untrained_rows=self.n_untrained_rows + other.n_untrained_rows,
+            n_nan_tokens=self.n_nan_tokens + other.n_nan_tokens,
+            n_equal_tokens=self.n_equal_tokens + other.n_equal_tokens,
             criteria=self.criteria,
             k2_max=max(self.k2_max, other.k2_max),
             kl_max=mx(self.kl_max, other.kl_max),
@@ -230,6 +274,9 @@ def chunk_stats(
     clamp_log_ratio: float | None = None,
 ) -> tuple[Stats, dict[str, np.ndarray]]:
     """Statistics of one canonical chunk, and its per-sequence columns (for sequences.csv).
+
+    The columns have one entry per *row* of the chunk; ``trained`` is False on a row without
+    a trained token, which is not a sequence and is in no statistic (``n_untrained_rows``).
 
     Per-sequence statistics and decisions come from :func:`trm_bounds.masking.sequence_stats`
     and :func:`trm_bounds.masking.decide`; exact ``kl_max``/``tv_max`` from
@@ -299,33 +346,42 @@ def chunk_stats(
     dec = masking.decide(st, thresholds, criteria)
     for k in ("r_max", "r_min", "r_sum", "k2_sum"):  # decision inputs, not report columns
         st.pop(k, None)
-    L = st["length"].numpy().astype(np.int64)
-    n_len = int(L.max()) + 1
+    L_all = st["length"].numpy().astype(np.int64)
+    # rows without a trained token are not sequences: counted apart, out of every statistic
+    # (untrained rows add 0 to every per-position sum, so those need no selection)
+    trained = L_all > 0
+    L = L_all[trained]
+    n_len = int(L.max()) + 1 if L.size else 1
     # the horizon comes from the data, never the padded width: positions >= max T_i dropped
     pos = 0.5 * st.pop("pos_abs_dev_sum").numpy()[: n_len - 1]  # (T_max,) float64
     cols = {k: v.numpy() for k, v in st.items()}
     cols["abs_log_ppl_diff"] = np.abs(cols["log_ppl_diff"])
+    tcols = cols if trained.all() else {k: v[trained] for k, v in cols.items()}
     len_count = np.bincount(L, minlength=max(n_len, pos.shape[0] + 1)).astype(np.int64)
     # canonical masks are prefixes: the sequences reaching position t are those with T_i > t
-    pos_count = len(batch) - np.cumsum(len_count)[: pos.shape[0]]
-    k2 = cols["k2_max"]
+    pos_count = L.shape[0] - np.cumsum(len_count)[: pos.shape[0]]
+    k2 = tcols["k2_max"]
     stats = Stats(
-        n_sequences=len(batch),
+        n_sequences=int(L.shape[0]),
         n_tokens=int(L.sum()),
+        n_untrained_rows=int(len(batch) - L.shape[0]),
+        n_nan_tokens=int(batch.n_nan_tokens),
+        n_equal_tokens=int(np.count_nonzero((batch.log_probs == batch.rollout_log_probs) & m)),
         criteria=tuple(criteria),
-        k2_max=float(k2.max()),
+        k2_max=float(k2.max()) if k2.size else 0.0,
         kl_max=kl_max,
         tv_max=tv_max,
         topk_max=topk_max,
-        sums={k: tuple(float(v) for v in _dd_sum(cols[k])) for k in _SUMS},
+        sums={k: tuple(float(v) for v in _dd_sum(tcols[k])) for k in _SUMS},
         pos_sum=(pos, np.zeros_like(pos)),
         pos_count=pos_count,
         len_count=len_count[:n_len],
         len_accepted={
-            c: np.bincount(L, weights=dec[c].numpy(), minlength=n_len).astype(np.int64)
+            c: np.bincount(L, weights=dec[c].numpy()[trained], minlength=n_len).astype(np.int64)
             for c in criteria
         },
-        hists={k: _hist(cols[k]) for k in SCORES if k in cols},
+        hists={k: _hist(tcols[k]) for k in SCORES if k in tcols},
     )
     cols.update({f"accept:{c}": dec[c].numpy() for c in criteria})
+    cols["trained"] = trained  # False: a row without a trained token, not a sequence
     return stats, cols

@@ -40,11 +40,35 @@ class Batch:
     """One chunk of sequences in canonical form (right-padded, prefix masks, float32/64).
 
     Shapes: ``log_probs``, ``rollout_log_probs``, ``response_mask``: ``(B, T)``;
-    ``reward``: ``(B,)`` or None; ``prompt_id``: ``(B,)`` object array or None;
-    ``logits``/``rollout_logits``: ``(B, T, V)`` or None; ``topk``: dict of ``(B, T, K)``
-    arrays (keys of :data:`_TOPK_FIELDS`) or None. ``source`` is the file, ``first_record``
-    the index of row 0 within it. ``zero_padding``: both logprob arrays are known to hold 0
-    at every cell outside the mask (lets the statistics skip their masking pass).
+    ``reward``: ``(B,)`` or None; ``logits``/``rollout_logits``: ``(B, T, V)`` or None;
+    ``topk``: dict of ``(B, T, K)`` arrays (keys of :data:`_TOPK_FIELDS`) or None.
+    ``source`` is the file, ``first_record`` the index of row 0 within it.
+    ``zero_padding``: both logprob arrays are known to hold 0 at every cell outside the mask
+    (lets the statistics skip their masking pass).
+
+    Rows with no trained token (``response_mask`` all False: SkyRL data-parallel pad rows,
+    NeMo-RL ``sample_loss_mask = 0``, slime ``remove_sample``, TRL truncated completions
+    under ``mask_truncated_completions``, ROLL's sample mask) *stay* in the batch, so row
+    ``i`` is record ``first_record + i`` of the file; they are not sequences, and the
+    statistics count them apart (``Stats.n_untrained_rows``), never in acceptance rates.
+
+    Group and generation limit (what the artifact itself says, else None):
+
+    - ``prompt_id``: ``(B,)`` object array, the key that groups the samples of one prompt
+      (the framework's own group key: verl ``uid``, ...; the prompt's token ids, as a
+      string, only where the artifact holds the prompt tokens and no key);
+    - ``group_field``: the field ``prompt_id`` was read from (``"uid"``; ``"prompt_ids
+      (identical prompt tokens)"`` for the token fallback), None without ``prompt_id``;
+    - ``max_response_length``: the generation limit (max new tokens) fixed by the
+      artifact: a response tensor padded to the configured maximum (verl pads
+      ``responses`` to ``rollout.response_length``) or a recorded config; never the
+      observed maximum length. None where the artifact does not fix it;
+    - ``max_response_length_source``: where it was read (e.g. ``"width of verl
+      'responses' (padded to rollout.response_length)"``), None with it.
+
+    ``n_nan_tokens``: trained tokens whose rollout logprob was NaN in the file (vLLM
+    returns NaN for some tokens) and that the reader took out of the mask as the framework
+    does (TRL 1.16); counted, never silently.
     """
 
     log_probs: np.ndarray
@@ -59,6 +83,10 @@ class Batch:
     topk: dict[str, np.ndarray] | None = field(default=None)
     vocab_size: int | None = None
     zero_padding: bool = False
+    group_field: str | None = None
+    max_response_length: int | None = None
+    max_response_length_source: str | None = None
+    n_nan_tokens: int = 0
 
     @property
     def lengths(self) -> np.ndarray:
@@ -110,7 +138,8 @@ def validate(
     Rules: no NaN anywhere; no ``+inf``; no rollout logprob of
     ``-inf`` on a valid token (a sampled token has positive probability under its sampler);
     no logprob above :data:`MAX_LOGPROB`. A trainer logprob of ``-inf`` is valid (``rho = 0``).
-    A sequence without valid tokens is valid (it counts, with every statistic 0).
+    A row without valid tokens is valid (it trains no token: kept in the batch and counted
+    apart by the statistics, never as a sequence).
     ``names`` maps canonical names to the names found in the file (for messages); ``lines``
     gives JSONL line numbers per row.
     """
@@ -200,6 +229,9 @@ def _finish(
     vocab_size: int | None = None,
     validated: bool = False,
     zero_padding: bool = False,
+    group_field: str | None = None,
+    max_response_length: int | None = None,
+    max_response_length_source: str | None = None,
 ) -> Batch:
     """Build, compact and validate one canonical chunk from padded arrays.
 
@@ -210,7 +242,9 @@ def _finish(
     per-sequence reductions see the same row layout whatever the chunk size. ``validated``:
     the caller has already checked every value (and the padding is zeros), skip
     :func:`validate`. ``zero_padding``: every cell outside the mask holds 0 (padding made
-    by :func:`_pad_flat` with no mask field).
+    by :func:`_pad_flat` with no mask field). ``group_field`` names the field of
+    ``prompt_id``; ``max_response_length`` (with its ``_source``) is the artifact's generation
+    limit (:class:`Batch`).
     """
     extra = extra or {}
     for canon, a in (("log_probs", lp), ("rollout_log_probs", lr)):
@@ -241,6 +275,8 @@ def _finish(
     if prompt_id is not None:
         pid = np.asarray(prompt_id, dtype=object).reshape(-1)
         pid = pid if pid.shape[0] == lp.shape[0] else None
+    if max_response_length is not None and max_response_length_source is None:
+        raise ValueError("max_response_length needs its source")
     fdt = _float_dtype(lp, lr)
     batch = Batch(
         log_probs=np.asarray(lp, dtype=fdt),
@@ -255,6 +291,11 @@ def _finish(
         topk={k: extra[k] for k in _TOPK_FIELDS} if all(k in extra for k in _TOPK_FIELDS) else None,
         vocab_size=vocab_size,
         zero_padding=zero_padding,
+        group_field=group_field if pid is not None else None,
+        max_response_length=max_response_length,
+        max_response_length_source=(
+            max_response_length_source if max_response_length is not None else None
+        ),
     )
     # NaN / +inf checks must see the raw arrays before compaction moves values around
     if not validated:

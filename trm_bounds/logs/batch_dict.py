@@ -66,6 +66,7 @@ def _from_mapping(
     prompt_id = d[kp] if kp is not None else None
     if prompt_id is not None and hasattr(prompt_id, "detach"):
         prompt_id = _to_numpy(prompt_id)
+    max_len, max_len_src = _generation_limit(d, fields.framework, lp)
     extra: dict[str, np.ndarray] = {}
     for canon in _DIST_FIELDS + _TOPK_FIELDS:
         k = _pick(keys, canon)
@@ -93,7 +94,26 @@ def _from_mapping(
             extra={k: v[sl] for k, v in extra.items()},
             trim=width,
             vocab_size=vocab_size,
+            group_field=kp,
+            max_response_length=max_len,
+            max_response_length_source=max_len_src,
         )
+
+
+def _generation_limit(
+    d: dict[str, Any], framework: str, lp: np.ndarray
+) -> tuple[int | None, str | None]:
+    """The generation limit the artifact fixes, with where it was read, else ``(None, None)``.
+
+    verl pads ``responses`` (and every response-aligned tensor) to the configured
+    ``rollout.response_length`` (verl ``agent_loop``/vLLM rollout postprocessing), so its
+    width *is* the limit; the other frameworks pad to the batch's longest response.
+    """
+    if framework == "verl" and "responses" in d:
+        w = np.shape(d["responses"])
+        if len(w) == 2 and lp.ndim == 2 and w[1] == lp.shape[1]:
+            return int(w[1]), "width of verl 'responses' (padded to rollout.response_length)"
+    return None, None
 
 
 def _load_pt(file: Path, trust_pickle: bool) -> Any:

@@ -84,6 +84,7 @@ def _iter_jsonl(file: Path, chunk_size: int, framework: str = "auto") -> Iterato
         out = _finish(
             file, r0, lp, lr, mask, names, reward=rew, prompt_id=pid, lines=lines,
             zero_padding="mask" not in buf and "sample" not in buf,
+            group_field=names.get("prompt_id"),
         )  # fmt: skip
         r0 += len(line_no)
         buf.clear()

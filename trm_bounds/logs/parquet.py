@@ -123,6 +123,7 @@ def _iter_parquet(file: Path, chunk_size: int, framework: str = "auto") -> Itera
         return _finish(
             file, r0, lp, lr, mask, names, reward=rew, prompt_id=pid, trim=False,
             validated=ok, zero_padding=kmask is None and not more and ksample is None,
+            group_field=kp,
         )  # fmt: skip
 
     r0 = 0
