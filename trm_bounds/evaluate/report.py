@@ -241,6 +241,9 @@ def build_report(
         "schema": SCHEMA,
         "n_sequences": s.n_sequences,
         "n_tokens": s.n_tokens,
+        "n_untrained_rows": s.n_untrained_rows,
+        "n_nan_tokens": s.n_nan_tokens,
+        "warnings": s.warnings,
         "metrics": {
             "log_ppl_abs_diff": s.sum("abs_log_ppl_diff") / s.n_sequences,
             "k3_mean": s.sum("k3_sum") / max(s.n_tokens, 1),
@@ -308,6 +311,7 @@ def report_markdown(report: dict[str, Any], figures: Iterable[Path] = ()) -> str
     if "verdict" in r:
         lines += ["## Verdict", "", r["verdict"]["text"], ""]
     lines += [f"Inputs: {', '.join(r['inputs']) or '-'}  ", _counts_line(r), ""]
+    lines += [f"- {w}" for w in r.get("warnings", [])] + ([""] if r.get("warnings") else [])
     if "certified" in r:
         lines += _certified_markdown(r)
     lines += ["## Metrics", "", "| metric | value | meaning (unit) |", "|---|---|---|"]
@@ -361,9 +365,6 @@ def report_markdown(report: dict[str, Any], figures: Iterable[Path] = ()) -> str
 def _counts_line(r: Mapping[str, Any]) -> str:
     """Sequences, untrained rows and the certificate's unit (groups and their field)."""
     text = f"Sequences: {r['n_sequences']}, trained response tokens: {r['n_tokens']}"
-    n_untrained = r.get("n_untrained_rows") or r.get("certified", {}).get("n_untrained_rows")
-    if n_untrained:
-        text += f"; {n_untrained} rows with no trained token (not counted as sequences)"
     c = r.get("certified")
     if c is not None and c.get("unit") == "group":
         text += (f"; {c['n_groups']} groups of responses sharing a prompt (key: "
