@@ -291,13 +291,18 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--by-step and --compare exclude each other")
     if args.compare and len(args.dump) != 2:
         parser.error(f"--compare takes exactly two dumps (A B), got {len(args.dump)}")
+    from trm_bounds.evaluate.run import DEMO_LIMIT_SOURCE, DEMO_MAX_RESPONSE_LENGTH
+
+    limit, source = args.max_response_length, "--max-response-length"
+    if args.demo and limit is None:  # the shipped dump's limit is known: ours, not the user's
+        limit, source = DEMO_MAX_RESPONSE_LENGTH, DEMO_LIMIT_SOURCE
     try:
         opts = EvaluateOptions(
             fmt=args.fmt, thresholds=dict(args.threshold), criteria=args.criteria,
             ln_delta=args.ln_delta, ln_eps=args.ln_eps, chunk_size=args.chunk_size,
             n_buckets=args.buckets, clamp_log_ratio=args.clamp_log_ratio,
             rollout_rs=args.rollout_rs, rollout_rs_threshold=args.rollout_rs_threshold,
-            level=args.level, max_response_length=args.max_response_length,
+            level=args.level, max_response_length=limit, max_response_length_source=source,
             reward_range=tuple(args.reward_range), trust_pickle=args.trust_pickle,
             float64=args.float64, progress=False if args.quiet else None,
             overwrite=args.overwrite, engine=args.engine, address=args.address,

@@ -203,32 +203,16 @@ def _more_data(cert: dict[str, Any], *, level: float, method: str) -> dict[str, 
 
 
 def error_section(terms: dict[str, Any], *, level: float = 0.95) -> dict[str, Any] | None:
-    """Estimates of Error, ``J_theta - J_roll`` and ``L'`` over the trained rows (``None``
-    without rewards). TRANSITIONAL: until the one estimator of
-    :mod:`trm_bounds.certify.error_estimate` takes per-sequence sums."""
-    import math
-    from statistics import NormalDist
+    """Estimates of Error, ``J_theta - J_roll`` and ``L'`` (``None`` without rewards):
+    :func:`trm_bounds.certify.error_estimate.estimate_error_sums`, the one estimator, over
+    the trained rows and the groups; it shows an interval only where the PSIS k-hat
+    diagnostic trusts it, else withholds it and gives k-hat (its ``diagnostic`` sentence)."""
+    from trm_bounds.certify.error_estimate import estimate_error_sums
 
-    R = terms["reward"]
-    if R is None:
+    if terms["reward"] is None:
         return None
-    t = terms["lengths"] > 0
-    S, U, R = terms["S"][t], terms["U"][t], R[t]
-    with np.errstate(over="ignore", invalid="ignore"):
-        jd = R * np.expm1(S)
-        lpr = R * U
-        err = jd - lpr
-    z = NormalDist().inv_cdf(1.0 - (1.0 - level) / 2.0)
-    n = S.shape[0]
-
-    def summary(v: np.ndarray) -> dict[str, float]:
-        mean = float(v.mean())
-        se = float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
-        return {"estimate": mean, "se": se, "lo": mean - z * se, "hi": mean + z * se}
-
-    return {"level": float(level), "n_sequences": n, "error": summary(err),
-            "J_diff": summary(jd), "L_prime": summary(lpr), "warnings": [],
-            "assumptions": ["estimates, not certified bounds"]}  # fmt: skip
+    return estimate_error_sums(terms["S"], terms["U"], terms["reward"], level=level,
+                               group_ids=terms.get("group"), lengths=terms["lengths"])
 
 
 def thresholds_section(delta: float, lengths: np.ndarray) -> dict[str, Any]:

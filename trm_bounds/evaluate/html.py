@@ -162,7 +162,7 @@ def _verdict(r: Mapping[str, Any]) -> list[str]:
         e = est["error"]
         iv = (f"interval [{_num(e.get('lo'))}, {_num(e.get('hi'))}]" if e.get("lo") is not None
               else "interval withheld")  # fmt: skip
-        notes = " ".join(_e(n) for n in [*est.get("notes", []), *est.get("warnings", [])])
+        notes = " ".join(_e(n) for n in [est.get("diagnostic", ""), *est.get("warnings", [])])
         out.append(f"<p>Estimated actual error (from rewards, an estimate, not a certificate): "
                    f"{_num(e.get('estimate'))}, {iv}. {notes}</p>")  # fmt: skip
     note = plugin_note(r) if isinstance(r.get("bounds"), Mapping) else None

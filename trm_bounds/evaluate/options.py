@@ -67,7 +67,8 @@ class EvaluateOptions:
     together or not at all), ``clamp_log_ratio`` (> 0), ``float64``.
     Certificate (docs/theory.md §9): ``level`` in (0, 1); ``max_response_length``: the
     generation limit, a positive integer known before the data (None: taken from the
-    artifact where it fixes it, else no certified claim); ``reward_range``: ``(lo, hi)``,
+    artifact where it fixes it, else no certified claim), ``max_response_length_source``
+    saying where it came from (the report quotes it); ``reward_range``: ``(lo, hi)``,
     finite, ``lo < hi``, every logged reward must lie in it.
     Report: ``n_buckets`` (1 to :data:`MAX_BUCKETS`), ``html``, ``draw_figures``
     (:data:`FigureDrawer`), ``progress`` (None: when stderr is a terminal), ``overwrite``.
@@ -84,6 +85,7 @@ class EvaluateOptions:
     float64: bool = False
     level: float = 0.95
     max_response_length: int | None = None
+    max_response_length_source: str = "the max_response_length option"
     reward_range: tuple[float, float] = (0.0, 1.0)
     chunk_size: int = 4096
     n_buckets: int = 4

@@ -436,7 +436,7 @@ def error_markdown(e: Mapping[str, Any]) -> list[str]:
         iv = (f"[{_fmt(q['lo'])}, {_fmt(q['hi'])}]" if q.get("lo") is not None
               else "withheld")  # fmt: skip
         lines.append(f"| {name} | {_fmt(q['estimate'])} | {iv} |")
-    lines += ["", " ".join([*e.get("notes", []), *e.get("warnings", [])]),
+    lines += ["", " ".join([e.get("diagnostic", ""), *e.get("warnings", [])]).strip(),
               "", "Assumptions: " + "; ".join(e["assumptions"]) + ".", ""]  # fmt: skip
     return lines
 

@@ -22,7 +22,8 @@ from trm_bounds.evaluate.stats import Stats
 from trm_bounds.logs import Batch, LogFormatError, count_sequences, iter_batches
 from trm_bounds.results import atomic_write_text, to_jsonable
 
-__all__ = ["evaluate", "demo_dump_path", "REPORT_OUTPUTS"]
+__all__ = ["evaluate", "demo_dump_path", "REPORT_OUTPUTS", "DEMO_MAX_RESPONSE_LENGTH",
+           "DEMO_LIMIT_SOURCE"]
 
 _Item = TypeVar("_Item")
 
@@ -94,6 +95,12 @@ def demo_dump_path() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "demo_dump.npz"
 
 
+#: The generation limit the demo dump was sampled with (``experiments/make_demo_dump.py
+#: --t-max``, its default), and how the report names it.
+DEMO_MAX_RESPONSE_LENGTH = 256
+DEMO_LIMIT_SOURCE = "the demo dump's generation limit (experiments/make_demo_dump.py --t-max)"
+
+
 def evaluate(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -157,17 +164,18 @@ class _Limits:
     def __init__(self, opts: EvaluateOptions) -> None:
         self.lo, self.hi = opts.reward_range
         self.T_max = opts.max_response_length
-        self.source = "--max-response-length" if self.T_max is not None else None
+        self.given = self.T_max is not None
+        self.source = opts.max_response_length_source if self.given else None
 
     def check(self, b: Batch, lengths: np.ndarray) -> None:
         art = getattr(b, "max_response_length", None)
-        if self.source != "--max-response-length" and art is not None:
+        if not self.given and art is not None:
             where = getattr(b, "max_response_length_source", None) or "the artifact"
             if self.T_max is not None and int(art) != self.T_max:
                 raise LogFormatError(b.source, "file", "max_response_length",
                                      f"generation limit {int(art)} ({where}) differs from "
-                                     f"{self.T_max} ({self.source}); pass "
-                                     "--max-response-length")  # fmt: skip
+                                     f"{self.T_max} ({self.source}); give the generation "
+                                     "limit (--max-response-length)")  # fmt: skip
             self.T_max, self.source = int(art), f"{where} ({b.source})"
         if self.T_max is not None and lengths.shape[0] and int(lengths.max()) > self.T_max:
             i = int(np.argmax(lengths > self.T_max))
