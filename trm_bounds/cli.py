@@ -327,12 +327,15 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         opts = opts.replace(draw_figures=draw_report_figures)
     _terminate_as_interrupt()
     try:  # a failed or killed run leaves nothing behind (one output transaction)
-        print(evaluate_runs(dumps, args.out, opts, by_step=args.by_step, pair=args.compare,
-                            draw_trends=trends))  # fmt: skip
+        line, warnings = evaluate_runs(dumps, args.out, opts, by_step=args.by_step,
+                                       pair=args.compare, draw_trends=trends)  # fmt: skip
     except (LogFormatError, ValueError, OSError) as exc:
         if isinstance(exc, OSError):
             raise CliError(f"{exc.filename or args.out}: {exc.strerror or exc}") from None
         raise CliError(str(exc), status=2) from None
+    print(line)
+    for w in warnings:
+        print(f"{PROG} evaluate: warning: {w}", file=sys.stderr)
     return 0
 
 

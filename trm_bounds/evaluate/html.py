@@ -133,7 +133,8 @@ def _verdict(r: Mapping[str, Any]) -> list[str]:
     out = ['<section class="verdict" id="verdict"><h2>Verdict</h2>']
     v, cert = r.get("verdict"), r.get("certified")
     if isinstance(v, Mapping) and v.get("text"):
-        cls = "good" if v.get("status") in ("informative", "decides the sign of the gain") else "bad"
+        good = v.get("status") in ("informative", "decides the sign of the gain")
+        cls = "good" if good else "bad"
         out.append(f'<p class="{cls}">{_e(v["text"])}</p>')
     if isinstance(cert, Mapping) and cert.get("computed", True) and "bound_proved_here" in cert:
         out.append(_table(("certified bound on |Error|", "value"), (

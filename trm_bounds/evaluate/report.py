@@ -353,7 +353,8 @@ def report_markdown(report: dict[str, Any], figures: Iterable[Path] = ()) -> str
     if t is not None:
         lines += ["", f"What the TRM threshold buys (conditional: {t['label']}): at delta = "
                   f"{t['delta']:g} and T = {t['T']}, the paper's B* would be "
-                  f"{_fmt(t['unified_published'])} (sharp {_fmt(t['unified_sharp'])})."]  # fmt: skip
+                  f"{_fmt(t['unified_published'])} (sharp "
+                  f"{_fmt(t['unified_sharp'])})."]  # fmt: skip
     figs = list(figures)
     if figs:
         lines += ["", "## Figures", ""]

@@ -34,7 +34,8 @@ __all__ = [
 RUN_SCHEMA = "trm-bounds-run/v1"
 COMPARE_SCHEMA = "trm-bounds-compare/v1"
 
-#: ``draw_trends(run_json, directory) -> paths`` (:func:`trm_bounds.plot.figures_runs.draw_run_figures`).
+#: ``draw_trends(run_json, directory) -> paths``
+#: (:func:`trm_bounds.plot.figures_runs.draw_run_figures`).
 TrendDrawer = Callable[[dict[str, Any], Path], Sequence[Path]]
 
 
@@ -280,12 +281,12 @@ def evaluate_runs(
     by_step: bool = False,
     pair: bool = False,
     draw_trends: TrendDrawer | None = None,
-) -> str:
+) -> tuple[str, list[str]]:
     """What ``trm-bounds evaluate`` runs: one dataset (:func:`~trm_bounds.evaluate.evaluate`),
     a run step by step (``by_step``: :func:`evaluate_run`, trends drawn by ``draw_trends``)
-    or two dumps side by side (``pair``: :func:`compare`); return the line that says what
-    was written where. ``ValueError`` for both modes at once, or ``pair`` without exactly two
-    dumps."""
+    or two dumps side by side (``pair``: :func:`compare`). Returns the line that says what
+    was written where, and the warnings of the reports (each once, for stderr). ``ValueError``
+    for both modes at once, or ``pair`` without exactly two dumps."""
     if by_step and pair:
         raise ValueError("by_step and pair (compare) exclude each other")
     if pair and len(dumps) != 2:
@@ -294,12 +295,22 @@ def evaluate_runs(
     if pair:
         a, b = dumps
         compare(a, b, out, options)
-        return f"a: {a}, b: {b} -> {out / 'compare.json'}"
-    if by_step:
+        reports = [out / "a" / "report.json", out / "b" / "report.json"]
+        line = f"a: {a}, b: {b} -> {out / 'compare.json'}"
+    elif by_step:
         res = evaluate_run(dumps, out, options, draw_trends=draw_trends)
-        return f"{len(res['steps'])} steps ({len(res['skipped_steps'])} skipped) -> {out / 'run.json'}"
-    rep = evaluate(dumps, out, options)
-    return f"{rep['n_sequences']} sequences, {rep['n_tokens']} tokens -> {out / 'report.json'}"
+        reports = [out / f"step_{r['step']}" / "report.json" for r in res["steps"]]
+        n, skipped = len(res["steps"]), len(res["skipped_steps"])
+        line = f"{n} steps ({skipped} skipped) -> {out / 'run.json'}"
+    else:
+        rep = evaluate(dumps, out, options)
+        reports = [out / "report.json"]
+        line = f"{rep['n_sequences']} sequences, {rep['n_tokens']} tokens -> {out / 'report.json'}"
+    warnings: dict[str, None] = {}
+    for p in reports:
+        for w in json.loads(p.read_text()).get("warnings", []):
+            warnings[f"{p.parent.name}: {w}" if len(reports) > 1 else w] = None
+    return line, list(warnings)
 
 
 def _names(x: Any) -> list[str]:

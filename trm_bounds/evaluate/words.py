@@ -7,8 +7,10 @@ Shared by ``report.md`` (:mod:`trm_bounds.evaluate.report`), ``report.html``
 
 >>> percent(0.8125)
 '81.2%'
->>> meaning("seq_max_k2,seq_mean_k3")
-'largest r^2/2 over the tokens of a sequence (nats) AND mean over the tokens of a sequence of k3 = e^r - 1 - r (nats per token)'
+>>> for part in meaning("seq_max_k2,seq_mean_k3").split(" AND "):
+...     print(part)
+largest r^2/2 over the tokens of a sequence (nats)
+mean over the tokens of a sequence of k3 = e^r - 1 - r (nats per token)
 """
 
 from __future__ import annotations
