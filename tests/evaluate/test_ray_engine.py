@@ -1,6 +1,7 @@
 """The Ray engine of the evaluator (trm_bounds.evaluate.ray_engine; docs/theory.md §6).
 
-One local Ray cluster (``ray.init(num_cpus=2)``) serves the module and is shut down after it.
+One local Ray cluster (``ray.init(num_cpus=2)``) serves the session (``ray_cluster`` in
+tests/conftest.py).
 The Ray report must equal the local one: counts, decisions, histograms, buckets and
 ``sequences.csv`` exactly (both engines chunk each file the same way), float sums within
 ``CHUNK_RTOL`` (the double-double sums are grouped per shard, then across shards). A task
@@ -19,37 +20,10 @@ from tests.evaluate.test_run import GOOD, _jsonl, assert_close_tree
 from tests.logs.test_dataset import random_source, write_jsonl, write_npz, write_parquet
 
 from trm_bounds.evaluate import evaluate
-from trm_bounds.evaluate.ray_engine import _FAULT_ENV, ray_map, ray_shards
+from trm_bounds.evaluate.ray_engine import ray_map, ray_shards
 from trm_bounds.logs import LogFormatError
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A two-CPU local Ray cluster; the fault marker exists (disarmed) until a test removes it.
-
-    Workers inherit the environment at ``ray.init``, so the marker path is set before it.
-    """
-    marker = tmp_path_factory.mktemp("fault") / "killed"
-    marker.touch()
-    old = os.environ.get(_FAULT_ENV)
-    os.environ[_FAULT_ENV] = str(marker)
-    tests_dir = str(Path(__file__).resolve().parents[2])  # the checkout: tests.* import
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([os.getcwd(), tests_dir])}},
-    )
-    try:
-        yield marker
-    finally:
-        ray.shutdown()
-        if old is None:
-            os.environ.pop(_FAULT_ENV, None)
-        else:
-            os.environ[_FAULT_ENV] = old
 
 
 def test_unreachable_address_is_a_one_line_error(tmp_path):
@@ -103,7 +77,7 @@ def _assert_same(tmp_path: Path, a: dict, b: dict) -> None:
     assert csv_a == csv_b
 
 
-def test_ray_report_equals_local_report(tmp_path, cluster):
+def test_ray_report_equals_local_report(tmp_path, ray_cluster):
     """Five shards in three formats, chunk size 4: same report, same CSV, same HTML tables."""
     paths = _dataset(tmp_path / "dump")
     a, b = _both(tmp_path, [str(p) for p in paths], chunk_size=4)
@@ -112,12 +86,13 @@ def test_ray_report_equals_local_report(tmp_path, cluster):
     assert (tmp_path / "ray" / "report.html").is_file()
 
 
-def test_pyarrow_uri_shards_equal_local_paths(tmp_path, cluster):
+def test_pyarrow_uri_shards_equal_local_paths(tmp_path, ray_cluster):
     """A ``file://`` directory URI goes through pyarrow's filesystem layer (as s3:// would):
     same statistics as the local directory; shards are named by their URI."""
     _dataset(tmp_path / "dump")
     uri = (tmp_path / "dump").as_uri()
-    assert ray_shards([uri]) == [f"file://{p}" for p in sorted(map(str, (tmp_path / "dump").iterdir()))]
+    names = [f"file://{p}" for p in sorted(map(str, (tmp_path / "dump").iterdir()))]
+    assert [s.name for s in ray_shards([uri])] == names
     a = evaluate([str(tmp_path / "dump")], tmp_path / "local", progress=False, chunk_size=5)
     b = evaluate([uri], tmp_path / "ray", progress=False, chunk_size=5, engine="ray")
     skip = ("git_hash", "inputs")
@@ -127,7 +102,7 @@ def test_pyarrow_uri_shards_equal_local_paths(tmp_path, cluster):
     assert rows[1].split(",")[1].startswith("file://")
 
 
-def test_task_error_is_the_local_one_line_error(tmp_path, cluster):
+def test_task_error_is_the_local_one_line_error(tmp_path, ray_cluster):
     """A shard whose reader raises: the Ray engine raises the same LogFormatError, with the
     same one-line message naming the shard, and writes nothing."""
     d = tmp_path / "dump"
@@ -146,17 +121,17 @@ def test_task_error_is_the_local_one_line_error(tmp_path, cluster):
     assert "b.jsonl" in errs[1] and "\n" not in errs[1]
 
 
-def test_killed_worker_is_retried_and_report_unchanged(tmp_path, cluster):
+def test_killed_worker_is_retried_and_report_unchanged(tmp_path, ray_cluster):
     """Arm the fault: the first task kills its own worker process (os._exit, no exception).
     Ray retries the task; the marker shows the kill happened; the report equals the local one."""
     paths = _dataset(tmp_path / "dump")
-    cluster.unlink()  # armed
+    ray_cluster.unlink()  # armed
     a, b = _both(tmp_path, [str(p) for p in paths], chunk_size=6)
-    assert cluster.exists(), "no worker was killed: the fault injection did not run"
+    assert ray_cluster.exists(), "no worker was killed: the fault injection did not run"
     _assert_same(tmp_path, a, b)
 
 
-def test_cli_engine_ray(tmp_path, cluster):
+def test_cli_engine_ray(tmp_path, ray_cluster):
     """``trm-bounds evaluate --engine ray`` (in process, joining the running cluster)."""
     from trm_bounds.cli import main
 
@@ -168,7 +143,7 @@ def test_cli_engine_ray(tmp_path, cluster):
     assert csv_a == csv_b
 
 
-def test_tabular_verification_on_ray_equals_local(cluster):
+def test_tabular_verification_on_ray_equals_local(ray_cluster):
     """Sweeps: the verification study with ``engine='ray'`` (instances generated in the tasks
     from their seeds) gives the same per-kind record as the local loop, to the bit."""
     from trm_bounds.studies.tabular_verification import Args, verify
@@ -177,7 +152,7 @@ def test_tabular_verification_on_ray_equals_local(cluster):
     assert verify(Args(**small, engine="ray")) == verify(Args(**small))
 
 
-def test_ray_map_keeps_item_order(cluster):
+def test_ray_map_keeps_item_order(ray_cluster):
     """``ray_map`` equals the serial map, in item order."""
     from trm_bounds.studies.tabular_verification import check_instances
 

@@ -23,7 +23,7 @@ from trm_bounds.evaluate.options import EvaluateOptions
 from trm_bounds.evaluate.output import OutputFolder
 from trm_bounds.evaluate.run import evaluate
 from trm_bounds.evaluate.words import meaning, percent, version_line
-from trm_bounds.logs import LogFormatError, resolve_paths, step_of
+from trm_bounds.logs import LogFormatError, steps_of
 from trm_bounds.results import atomic_write_text, git_hash, to_jsonable
 
 __all__ = [
@@ -40,25 +40,21 @@ TrendDrawer = Callable[[dict[str, Any], Path], Sequence[Path]]
 
 
 def steps_of_run(run: str | os.PathLike | Sequence[str | os.PathLike]) -> dict[int, list[Path]]:
-    """``{step: files}`` of a run, steps ascending; ``LogFormatError`` when no file of it
-    names a step (then it is one dataset, not a run).
+    """``{step: files}`` of a run, steps ascending (:func:`trm_bounds.logs.steps_of`, the one
+    rule of which files make up a run); ``LogFormatError`` when no file of it names a step.
+    The files are :class:`~trm_bounds.logs.DataFile` paths: one found by scanning the run
+    folder is optional, so a validation file beside a step's training file is skipped with
+    a notice, never the step.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> for n in ("train_data_step2.jsonl", "train_data_step10.jsonl", "val_data_step2.jsonl"):
     ...     _ = (d / n).write_text("")
-    >>> {k: [p.name for p in v] for k, v in steps_of_run(d).items()}
+    >>> {k: [p.path.name for p in v] for k, v in steps_of_run(d).items()}
     {2: ['train_data_step2.jsonl', 'val_data_step2.jsonl'], 10: ['train_data_step10.jsonl']}
     """
     specs = [run] if isinstance(run, (str, os.PathLike)) else list(run)
-    steps: dict[int, list[Path]] = {}
-    for f in resolve_paths(specs):
-        s = step_of(f)
-        if s is not None:
-            steps.setdefault(s, []).append(f)
-    if not steps:
-        raise LogFormatError(specs[0], "directory", None, "no file names a training step")
-    return dict(sorted(steps.items()))
+    return steps_of(specs)  # type: ignore[return-value]
 
 
 def summary_row(report: dict[str, Any]) -> dict[str, Any]:

@@ -100,9 +100,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
 #: Canonical fields a dump must hold (the mask only for padded arrays).
 REQUIRED_FIELDS: tuple[str, ...] = ("log_probs", "rollout_log_probs", "response_mask")
 
-_DIST_FIELDS = ("logits", "rollout_logits")
+DIST_FIELDS = ("logits", "rollout_logits")
 
-_TOPK_FIELDS = (
+TOPK_FIELDS = (
     "topk_indices",
     "topk_log_probs",
     "rollout_topk_indices",
@@ -110,15 +110,15 @@ _TOPK_FIELDS = (
 )
 
 
-def _pick(keys: Sequence[str], name: str) -> str | None:
+def pick(keys: Sequence[str], name: str) -> str | None:
     for alias in ALIASES[name]:
         if alias in keys:
             return alias
     return None
 
 
-def _require(keys: Sequence[str], name: str, file: Path, where: str) -> str:
-    key = _pick(keys, name)
+def require(keys: Sequence[str], name: str, file: Path, where: str) -> str:
+    key = pick(keys, name)
     if key is None:
         raise LogFormatError(file, where, name, f"missing (looked for {', '.join(ALIASES[name])})")
     return key

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trm_bounds.logs.aliases import ALIASES, _pick
+from trm_bounds.logs.aliases import ALIASES, pick
 from trm_bounds.logs.errors import LogFormatError
 
 __all__ = ["Framework", "FRAMEWORKS", "FRAMEWORK_NAMES", "Fields", "MissingLogprobs",
@@ -179,7 +179,7 @@ def resolve_fields(keys: Sequence[str], fmt: str, file: str | Path, where: str =
     trainer = tuple(
         a for a in ALIASES["log_probs"] if not (a == "logprobs" and "prox_logp" in keys)
     )
-    lp, lr = _pick_from(keys, trainer), _pick(keys, "rollout_log_probs")
+    lp, lr = _pick_from(keys, trainer), pick(keys, "rollout_log_probs")
     if lp is None or lr is None:
         canon = "log_probs" if lp is None else "rollout_log_probs"
         raise MissingLogprobs(

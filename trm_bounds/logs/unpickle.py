@@ -32,7 +32,7 @@ A restricted :class:`pickle.Unpickler` resolves a global only through an allow-l
   anything is called. No framework module is ever imported.
 
 :func:`harvest` then walks the stand-ins and returns the batch dictionary (field name -> array)
-that the readers of :mod:`trm_bounds.logs.batch_dict` understand.
+that the readers of :mod:`trm_bounds.logs._batch_dict` understand.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ _SKYRL_REBUILD = {
 }
 
 #: The torch.save magic number that starts a legacy (non-zip) torch file.
-_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
 
 
 _TRUST_HINT = "pass --trust-pickle only if you trust this file"
@@ -260,7 +260,7 @@ class _RestrictedPickleModule:
 def restricted_loads(data: bytes) -> Any:
     """Unpickle ``data`` with the allow-list (torch zip files go through ``torch.load`` with the
     same unpickler). Raises :class:`PickleRefused` on any other global."""
-    if data[:4] == b"PK\x03\x04" or data.startswith(_LEGACY_TORCH_MAGIC):
+    if data[:4] == b"PK\x03\x04" or data.startswith(LEGACY_TORCH_MAGIC):
         import torch
 
         return torch.load(
@@ -276,7 +276,7 @@ def load_pickled(file: Path, *, trust_pickle: bool) -> Any:
     data = Path(file).read_bytes()
     if trust_pickle:
         try:
-            if data[:4] == b"PK\x03\x04" or data.startswith(_LEGACY_TORCH_MAGIC):
+            if data[:4] == b"PK\x03\x04" or data.startswith(LEGACY_TORCH_MAGIC):
                 import torch
 
                 return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)

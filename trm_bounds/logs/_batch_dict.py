@@ -17,18 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from trm_bounds.logs.aliases import _DIST_FIELDS, _TOPK_FIELDS, ALIASES, _pick
-from trm_bounds.logs.batch import MAX_CELLS, Batch, _finish
+from trm_bounds.logs._canonical import finish
+from trm_bounds.logs._padding import to_numpy
+from trm_bounds.logs._slime import from_samples, unwrap_slime
+from trm_bounds.logs.aliases import ALIASES, DIST_FIELDS, TOPK_FIELDS, pick
+from trm_bounds.logs.batch import MAX_CELLS, Batch
 from trm_bounds.logs.errors import LogFormatError
 from trm_bounds.logs.frameworks import apply_masks, resolve_fields
-from trm_bounds.logs.padding import _to_numpy
-from trm_bounds.logs.slime import _from_samples, _unwrap_slime
-from trm_bounds.logs.unpickle import _LEGACY_TORCH_MAGIC, harvest, load_pickled
+from trm_bounds.logs.read_options import ReadOptions
+from trm_bounds.logs.unpickle import LEGACY_TORCH_MAGIC, harvest, load_pickled
 
 __all__: list[str] = []
 
 
-def _from_mapping(
+def from_mapping(
     d: dict[str, Any],
     file: Path,
     chunk_size: int,
@@ -42,10 +44,10 @@ def _from_mapping(
     names = fields.names
     lp_raw = d[fields.log_probs]
     if isinstance(lp_raw, (list, tuple)) and ragged_ok:  # per-sample lists (slime)
-        yield from _from_samples(d, file, chunk_size, fields)
+        yield from from_samples(d, file, chunk_size, fields)
         return
-    lp = _to_numpy(lp_raw)
-    lr = _to_numpy(d[fields.rollout_log_probs])
+    lp = to_numpy(lp_raw)
+    lr = to_numpy(d[fields.rollout_log_probs])
     if not fields.masks and lp.ndim == 2:
         raise LogFormatError(
             file,
@@ -53,27 +55,27 @@ def _from_mapping(
             "response_mask",
             f"missing for padded (B, T) arrays (looked for {', '.join(ALIASES['response_mask'])})",
         )
-    masks = [_to_numpy(d[m]) for m in fields.masks]
-    smask = _to_numpy(d[fields.sample_mask]) if fields.sample_mask else None
+    masks = [to_numpy(d[m]) for m in fields.masks]
+    smask = to_numpy(d[fields.sample_mask]) if fields.sample_mask else None
     if lp.ndim == 2 and lr.ndim == 2:
         lp, lr, mask = apply_masks(lp, lr, masks, smask, fields, file)
     else:
         mask = masks[0] if masks else None
     if mask is None:
         mask = np.ones(lp.shape, bool)
-    kr, kp = _pick(keys, "reward"), _pick(keys, "prompt_id")
-    reward = _to_numpy(d[kr]) if kr is not None else None
+    kr, kp = pick(keys, "reward"), pick(keys, "prompt_id")
+    reward = to_numpy(d[kr]) if kr is not None else None
     prompt_id = d[kp] if kp is not None else None
     if prompt_id is not None and hasattr(prompt_id, "detach"):
-        prompt_id = _to_numpy(prompt_id)
+        prompt_id = to_numpy(prompt_id)
     max_len, max_len_src = _generation_limit(d, fields.framework, lp)
     extra: dict[str, np.ndarray] = {}
-    for canon in _DIST_FIELDS + _TOPK_FIELDS:
-        k = _pick(keys, canon)
+    for canon in DIST_FIELDS + TOPK_FIELDS:
+        k = pick(keys, canon)
         if k is not None:
-            extra[canon] = _to_numpy(d[k])
-    kv = _pick(keys, "vocab_size")
-    vocab_size = int(np.asarray(_to_numpy(d[kv])).reshape(-1)[0]) if kv is not None else None
+            extra[canon] = to_numpy(d[k])
+    kv = pick(keys, "vocab_size")
+    vocab_size = int(np.asarray(to_numpy(d[kv])).reshape(-1)[0]) if kv is not None else None
     B = lp.shape[0] if lp.ndim else 0
     if B == 0 or lp.size == 0:
         raise LogFormatError(file, "file", fields.log_probs, "holds no sequences")
@@ -82,7 +84,7 @@ def _from_mapping(
     step = max(1, min(chunk_size, MAX_CELLS // max(lp.shape[-1], 1)))
     for s in range(0, B, step):
         sl = slice(s, s + step)
-        yield _finish(
+        yield finish(
             file,
             s,
             lp[sl],
@@ -156,13 +158,14 @@ def _unwrap(obj: Any, file: Path) -> Any:
 def _is_plain_pickle(file: Path) -> bool:
     """A pickle stream (not a torch zip archive): opcode PROTO, or a legacy torch file."""
     with open(file, "rb") as fh:
-        head = fh.read(len(_LEGACY_TORCH_MAGIC))
-    return head[:1] == b"\x80" and not head.startswith(_LEGACY_TORCH_MAGIC)
+        head = fh.read(len(LEGACY_TORCH_MAGIC))
+    return head[:1] == b"\x80" and not head.startswith(LEGACY_TORCH_MAGIC)
 
 
-def _iter_pt(
-    file: Path, chunk_size: int, trust_pickle: bool, fmt: str, framework: str = "auto"
-) -> Iterator[Batch]:
+def read_pt(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batch]:
+    """A ``torch.save`` dump (``.pt``): a batch dictionary, a verl ``DataProto``, a
+    ``TensorDict``, a slime dump, or AReaL's trajectory list (``list[dict]``)."""
+    chunk_size, trust_pickle, framework = opts.chunk_size, opts.trust_pickle, opts.framework
     if _is_plain_pickle(file):  # e.g. DataProto.save_to_disk under a .pt name
         obj = load_pickled(file, trust_pickle=trust_pickle)
     else:
@@ -175,22 +178,24 @@ def _iter_pt(
     obj = _unwrap(obj, file)
     if not isinstance(obj, dict):
         raise LogFormatError(file, "file", None, f"expected a dict, got {type(obj).__name__}")
-    fw = "slime" if fmt == "slime" and framework == "auto" else framework
-    yield from _from_mapping(_unwrap_slime(obj, file, fmt), file, chunk_size, framework=fw)
+    yield from from_mapping(
+        unwrap_slime(obj, file, framework), file, chunk_size, framework=framework
+    )
 
 
-def _iter_pkl(file: Path, chunk_size: int, trust_pickle: bool, framework: str) -> Iterator[Batch]:
+def read_pkl(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batch]:
     """A plain pickle (SkyRL ``global_step_{N}_training_input.pkl``, verl
     ``DataProto.save_to_disk``), read with the restricted unpickler unless trusted."""
-    obj = _unwrap(load_pickled(file, trust_pickle=trust_pickle), file)
+    chunk_size, framework = opts.chunk_size, opts.framework
+    obj = _unwrap(load_pickled(file, trust_pickle=opts.trust_pickle), file)
     if not isinstance(obj, dict):
         raise LogFormatError(file, "file", None, f"expected a batch, got {type(obj).__name__}")
-    yield from _from_mapping(_unwrap_slime(obj, file, "pkl"), file, chunk_size, framework=framework)
+    yield from from_mapping(unwrap_slime(obj, file, framework), file, chunk_size, framework=framework)
 
 
-def _iter_npz(
-    file: Path, chunk_size: int, trust_pickle: bool, framework: str = "auto"
-) -> Iterator[Batch]:
+def read_npz(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batch]:
+    """A ``numpy.savez`` dump (``.npz``), read without unpickling unless trusted."""
+    chunk_size, trust_pickle, framework = opts.chunk_size, opts.trust_pickle, opts.framework
     try:
         with np.load(file, allow_pickle=trust_pickle) as z:
             d = {k: z[k] for k in z.files}
@@ -210,4 +215,4 @@ def _iter_npz(
         raise LogFormatError(
             file, "file", None, f"truncated or corrupt .npz file ({err})"
         ) from None
-    yield from _from_mapping(d, file, chunk_size, ragged_ok=False, framework=framework)
+    yield from from_mapping(d, file, chunk_size, ragged_ok=False, framework=framework)

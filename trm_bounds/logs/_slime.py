@@ -17,16 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from trm_bounds.logs.aliases import _pick
-from trm_bounds.logs.batch import Batch, _check_ragged, _finish, _mask_array
+from trm_bounds.logs._canonical import check_ragged, finish, mask_array
+from trm_bounds.logs._padding import pad_flat, to_numpy
+from trm_bounds.logs.aliases import pick
+from trm_bounds.logs.batch import Batch
 from trm_bounds.logs.errors import LogFormatError
 from trm_bounds.logs.frameworks import Fields
-from trm_bounds.logs.padding import _pad_flat, _to_numpy
 
 __all__: list[str] = []
 
 
-def _unwrap_slime(obj: dict[str, Any], file: Path, fmt: str) -> dict[str, Any]:
+def unwrap_slime(obj: dict[str, Any], file: Path, framework: str) -> dict[str, Any]:
     """The batch dictionary inside a slime dump (``obj`` itself when it is not one)."""
     if "rollout_data" in obj and isinstance(obj["rollout_data"], dict):  # slime train dump
         return obj["rollout_data"]
@@ -36,12 +37,12 @@ def _unwrap_slime(obj: dict[str, Any], file: Path, fmt: str) -> dict[str, Any]:
             raise LogFormatError(file, "file", "samples", "holds no sequences")
         keys = list(samples[0].keys())
         return {k: [s.get(k) for s in samples] for k in keys}
-    if fmt == "slime":
+    if framework == "slime":
         raise LogFormatError(file, "file", "rollout_data", "missing (not a slime dump)")
     return obj
 
 
-def _from_samples(
+def from_samples(
     d: dict[str, Any], file: Path, chunk_size: int, fields: Fields
 ) -> Iterator[Batch]:
     """Per-sample lists (slime ``rollout_data``): ``d[field][i]`` is sequence i's 1-D values."""
@@ -57,28 +58,28 @@ def _from_samples(
             raise LogFormatError(
                 file, "file", fld, f"{len(lst)} samples but '{names['log_probs']}' has {n}"
             )
-    kr = _pick(list(d.keys()), "reward")
+    kr = pick(list(d.keys()), "reward")
     rewards = d[kr] if kr is not None else None
     for s in range(0, n, chunk_size):
         idx = range(s, min(n, s + chunk_size))
-        lps = [np.asarray(_to_numpy(lp_list[i]), dtype=np.float64).reshape(-1) for i in idx]
-        lrs = [np.asarray(_to_numpy(lr_list[i]), dtype=np.float64).reshape(-1) for i in idx]
+        lps = [np.asarray(to_numpy(lp_list[i]), dtype=np.float64).reshape(-1) for i in idx]
+        lrs = [np.asarray(to_numpy(lr_list[i]), dtype=np.float64).reshape(-1) for i in idx]
         lens = {names["log_probs"]: np.array([a.shape[0] for a in lps])}
         lens[names["rollout_log_probs"]] = np.array([a.shape[0] for a in lrs])
         if m_list is not None:
-            ms = [np.asarray(_to_numpy(m_list[i])).reshape(-1) for i in idx]
+            ms = [np.asarray(to_numpy(m_list[i])).reshape(-1) for i in idx]
             lens[kmask] = np.array([a.shape[0] for a in ms])
-        _check_ragged(file, lens, s)
+        check_ragged(file, lens, s)
         L = lens[names["log_probs"]]
-        lp = _pad_flat(np.concatenate(lps), L)
-        lr = _pad_flat(np.concatenate(lrs), L)
+        lp = pad_flat(np.concatenate(lps), L)
+        lr = pad_flat(np.concatenate(lrs), L)
         valid = np.arange(lp.shape[1])[None, :] < L[:, None]
         if m_list is not None:
-            mv = _mask_array(np.concatenate(ms), file, kmask, s)
-            mask = _pad_flat(mv, L, fill=False).astype(bool) & valid
+            mv = mask_array(np.concatenate(ms), file, kmask, s)
+            mask = pad_flat(mv, L, fill=False).astype(bool) & valid
         else:
             mask = valid
         rew = None
         if rewards is not None and len(rewards) == n:
-            rew = np.array([float(_to_numpy(rewards[i]).reshape(-1).sum()) for i in idx])
-        yield _finish(file, s, lp, lr, mask, names, reward=rew, zero_padding=m_list is None)
+            rew = np.array([float(to_numpy(rewards[i]).reshape(-1).sum()) for i in idx])
+        yield finish(file, s, lp, lr, mask, names, reward=rew, zero_padding=m_list is None)

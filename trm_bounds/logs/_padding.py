@@ -10,7 +10,7 @@ import numpy as np
 __all__: list[str] = []
 
 
-def _to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray:
     """Tensor/list/array -> numpy without copying where possible (bf16 goes via float32)."""
     if hasattr(x, "detach"):  # a torch tensor; torch is imported only by the .pt loader
         x = x.detach().cpu()
@@ -20,13 +20,13 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _float_dtype(*arrays: np.ndarray) -> np.dtype:
+def float_dtype(*arrays: np.ndarray) -> np.dtype:
     """float32 if every array is float32, else float64 (the canonical logprob dtypes)."""
     f32 = all(a.dtype == np.float32 for a in arrays)
     return np.dtype(np.float32 if f32 else np.float64)
 
 
-def _pad_flat(
+def pad_flat(
     values: np.ndarray,
     lengths: np.ndarray,
     fill: float = 0.0,

@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from trm_bounds.logs.aliases import _pick
-from trm_bounds.logs.batch import Batch, _check_ragged, _finish, _mask_array
+from trm_bounds.logs._canonical import check_ragged, finish, mask_array
+from trm_bounds.logs._padding import pad_flat
+from trm_bounds.logs.aliases import pick
+from trm_bounds.logs.batch import Batch
 from trm_bounds.logs.errors import LogFormatError
 from trm_bounds.logs.frameworks import resolve_fields
-from trm_bounds.logs.padding import _pad_flat
+from trm_bounds.logs.read_options import ReadOptions
 
 __all__: list[str] = []
 
@@ -52,8 +54,9 @@ def _lines(fh: Any, file: Path) -> Iterator[bytes]:
         ) from None
 
 
-def _iter_jsonl(file: Path, chunk_size: int, framework: str = "auto") -> Iterator[Batch]:
+def read_jsonl(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batch]:
     """Generic and NeMo-RL JSONL, one sequence per line (``json`` reads NaN/Infinity)."""
+    chunk_size, framework = opts.chunk_size, opts.framework
     names: dict[str, str] | None = None
     buf: dict[str, list] = {}
     line_no: list[int] = []
@@ -67,21 +70,21 @@ def _iter_jsonl(file: Path, chunk_size: int, framework: str = "auto") -> Iterato
         lens = {k: np.asarray(buf["len_" + k]) for k in ("log_probs", "rollout_log_probs")}
         if "mask" in buf:
             lens["response_mask"] = np.asarray(buf["len_response_mask"])
-        _check_ragged(file, {names.get(k, k): v for k, v in lens.items()}, r0, lines)
+        check_ragged(file, {names.get(k, k): v for k, v in lens.items()}, r0, lines)
         L = lens["log_probs"]
-        lp = _pad_flat(np.concatenate(buf["log_probs"]), L)
-        lr = _pad_flat(np.concatenate(buf["rollout_log_probs"]), L)
+        lp = pad_flat(np.concatenate(buf["log_probs"]), L)
+        lr = pad_flat(np.concatenate(buf["rollout_log_probs"]), L)
         valid = np.arange(lp.shape[1])[None, :] < L[:, None]
         if "mask" in buf:
-            mv = _mask_array(np.concatenate(buf["mask"]), file, names["response_mask"], r0, lines)
-            mask = _pad_flat(mv, L, fill=False).astype(bool) & valid
+            mv = mask_array(np.concatenate(buf["mask"]), file, names["response_mask"], r0, lines)
+            mask = pad_flat(mv, L, fill=False).astype(bool) & valid
         else:
             mask = valid
         if "sample" in buf:  # NeMo-RL sample_loss_mask: whole sequences out of the loss
             mask = mask & (np.asarray(buf["sample"])[:, None] != 0)
         rew = np.asarray(buf["reward"], dtype=np.float64) if "reward" in buf else None
         pid = np.asarray(buf["prompt_id"], dtype=object) if "prompt_id" in buf else None
-        out = _finish(
+        out = finish(
             file, r0, lp, lr, mask, names, reward=rew, prompt_id=pid, lines=lines,
             zero_padding="mask" not in buf and "sample" not in buf,
             group_field=names.get("prompt_id"),
@@ -116,7 +119,7 @@ def _iter_jsonl(file: Path, chunk_size: int, framework: str = "auto") -> Iterato
                 if fields.sample_mask:
                     names["sample_mask"] = fields.sample_mask
                 for opt in ("reward", "prompt_id"):
-                    ko = _pick(keys, opt)
+                    ko = pick(keys, opt)
                     if ko is not None:
                         names[opt] = ko
             for canon in ("log_probs", "rollout_log_probs", "response_mask"):
