@@ -148,8 +148,9 @@ def _chunks(paths: list, opts: EvaluateOptions) -> Iterator[tuple[Batch, Stats, 
     if opts.engine == "ray":
         from trm_bounds.evaluate.ray_engine import ray_chunks
 
-        return ray_chunks(paths, chunk_fn=evaluate_chunk, fmt=opts.fmt, chunk_size=opts.chunk_size,
-                          trust_pickle=opts.trust_pickle, address=opts.address,
+        return ray_chunks(paths, chunk_fn=evaluate_chunk, fmt=opts.fmt,
+                          chunk_size=opts.chunk_size, trust_pickle=opts.trust_pickle,
+                          address=opts.address,
                           **stats_opts)  # fmt: skip
     batches = iter_batches(paths, fmt=opts.fmt, chunk_size=opts.chunk_size,
                            trust_pickle=opts.trust_pickle)  # fmt: skip
