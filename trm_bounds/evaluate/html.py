@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from trm_bounds.evaluate.report import plugin_note
+from trm_bounds.evaluate.report import error_notes, plugin_note
 from trm_bounds.evaluate.words import meaning, percent, version_line
 
 __all__ = ["TITLE", "FIGURE_CAPTIONS", "TREND_CAPTIONS", "report_html", "run_html"]
@@ -163,7 +163,7 @@ def _verdict(r: Mapping[str, Any]) -> list[str]:
         e = est["error"]
         iv = (f"interval [{_num(e.get('lo'))}, {_num(e.get('hi'))}]" if e.get("lo") is not None
               else "interval withheld")  # fmt: skip
-        notes = " ".join(_e(n) for n in [est.get("diagnostic", ""), *est.get("warnings", [])])
+        notes = _e(error_notes(est))
         out.append(f"<p>Estimated actual error (from rewards, an estimate, not a certificate): "
                    f"{_num(e.get('estimate'))}, {iv}. {notes}</p>")  # fmt: skip
     note = plugin_note(r) if isinstance(r.get("bounds"), Mapping) else None

@@ -351,7 +351,7 @@ def report_markdown(report: dict[str, Any], figures: Iterable[Path] = ()) -> str
         lines.append(f"Not computed: {b.get('reason')}")
     t = r.get("trm_thresholds")
     if t is not None:
-        lines += ["", f"What the TRM threshold buys (conditional: {t['label']}): at delta = "
+        lines += ["", f"What the TRM threshold buys ({t['label']}): at delta = "
                   f"{t['delta']:g} and T = {t['T']}, the paper's B* would be "
                   f"{_fmt(t['unified_published'])} (sharp "
                   f"{_fmt(t['unified_sharp'])})."]  # fmt: skip
@@ -428,17 +428,23 @@ def _certified_markdown(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def error_notes(e: Mapping[str, Any]) -> str:
+    """The estimator's sentence on what is shown and why, and its other warnings, once each."""
+    parts = [p for p in (e.get("diagnostic") or "", *e.get("warnings", [])) if p]
+    return " ".join(p for i, p in enumerate(parts)  # a part another part holds: said once
+                    if not any(p in q and (p != q or j < i) for j, q in enumerate(parts) if j != i))
+
+
 def error_markdown(e: Mapping[str, Any]) -> list[str]:
     """The error estimate: intervals where PSIS k-hat trusts them, else k-hat and why not."""
     lines = ["## Estimated error (estimates, not certificates)", "",
-             "| quantity | estimate | interval |", "|---|---|---|"]  # fmt: skip
+             "| quantity | estimate | interval | Pareto k-hat |", "|---|---|---|---|"]  # fmt: skip
     for k, name in (("error", "Error"), ("J_diff", "J_theta - J_roll"), ("L_prime", "L'")):
         q = e[k]
         iv = (f"[{_fmt(q['lo'])}, {_fmt(q['hi'])}]" if q.get("lo") is not None
               else "withheld")  # fmt: skip
-        lines.append(f"| {name} | {_fmt(q['estimate'])} | {iv} |")
-    lines += ["", " ".join([e.get("diagnostic", ""), *e.get("warnings", [])]).strip(),
-              "", "Assumptions: " + "; ".join(e["assumptions"]) + ".", ""]  # fmt: skip
+        lines.append(f"| {name} | {_fmt(q['estimate'])} | {iv} | {_fmt(q.get('pareto_k'))} |")
+    lines += ["", error_notes(e), "", "Assumptions: " + "; ".join(e["assumptions"]) + ".", ""]
     return lines
 
 

@@ -2,11 +2,11 @@ r"""Figures of the log-evaluation report (figure F8), drawn from ``report.json``
 
 Figures (file stems), each one column wide (:mod:`trm_bounds.plot.style`):
 
-- ``acceptance_vs_threshold`` -- percent of sequences kept against the threshold of each single
+- ``acceptance_vs_threshold`` -- acceptance rate against the threshold of each single
   criterion (from the right-closed score histograms, exact at the bin edges), the threshold
   in use dotted; one panel for the log-ratio criteria (nats) and one for the dimensionless
   scores (SER, LN-TRM), so no axis mixes units;
-- ``acceptance_by_length`` -- percent of sequences kept per length quantile bucket and criterion, with
+- ``acceptance_by_length`` -- acceptance rate per length quantile bucket and criterion, with
   95% Wilson intervals from the bucket's counts (:func:`trm_bounds.studies.bound_scaling.wilson`);
 - ``dbar_estimate`` -- the per-position estimate of ``Dbar_t`` (docs/theory.md §6), with the
   ``eps`` plug-in value (legend below the panel, so it covers no line);
@@ -106,7 +106,7 @@ def acceptance_vs_threshold(report: Mapping[str, Any]):
                 lo = min(lo, th[max(moving[0] - 10, 0)])
                 hi = max(hi, th[min(moving[-1] + 10, th.size - 1)])
             used = _threshold(report, name)
-            (line,) = ax.step(th, 100 * acc, where="post", color=_color(name),
+            (line,) = ax.step(th, acc, where="post", color=_color(name),
                               label=criterion_label(name, used))  # fmt: skip
             if isinstance(used, (int, float)):
                 ax.axvline(float(used), color=line.get_color(), linestyle=":", linewidth=0.9)
@@ -114,9 +114,9 @@ def acceptance_vs_threshold(report: Mapping[str, Any]):
         ax.set_xscale("log")
         if np.isfinite(lo) and hi > lo:
             ax.set_xlim(lo, hi)
-        ax.set_ylim(-2, 102)
+        ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(xlabel + "; dotted: in use")
-        ax.set_ylabel("sequences kept (%)")
+        ax.set_ylabel("acceptance rate")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left", fontsize=5.8)
     axes[0, 0].set_title("Acceptance against threshold")
@@ -143,17 +143,16 @@ def acceptance_by_length(report: Mapping[str, Any]):
         lo = np.array([float(a) for a, _ in ci])
         hi = np.array([float(b) for _, b in ci])
         xi = x + (i - (len(crit) - 1) / 2) * width
-        ax.errorbar(xi, 100 * rate, yerr=100 * np.clip([rate - lo, hi - rate], 0, None),
-                    fmt=markers[i % len(markers)],
+        ax.errorbar(xi, rate, yerr=np.clip([rate - lo, hi - rate], 0, None), fmt=markers[i % len(markers)],
                     color=_color(c), markersize=3, capsize=1.5, elinewidth=0.8,
                     label=criterion_label(c, _threshold(report, c)))  # fmt: skip
     ax.set_xticks(
         x, [f"{b['min_length']}-{b['max_length']}\n(n={b['n_sequences']})" for b in buckets]
     )
     ax.tick_params(axis="x", labelsize=5.8)
-    ax.set_ylim(-2, 105)
+    ax.set_ylim(-0.02, 1.05)
     ax.set_xlabel("response length bucket (tokens; quantiles)")
-    ax.set_ylabel("sequences kept (%)")
+    ax.set_ylabel("acceptance rate")
     ax.set_title("Acceptance by length (95% Wilson intervals)")
     style.legend_below(fig, ax)
     return fig
