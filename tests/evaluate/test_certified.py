@@ -106,6 +106,27 @@ def test_demo_verdict_is_vacuous_and_says_whether_more_data_helps(demo):
     assert c["more_data"]["possible"] is (c["dbar_sum_estimate"] < 1 - DECISION_MARGIN)
 
 
+def test_vacuous_with_little_data_says_how_many_units_would_do(tmp_path):
+    """theta = roll on 8 short sequences at a generation limit of 64: the bound is vacuous
+    only for want of data; the report gives the planner's best-case count, which is more than
+    the sequences at hand and makes the best-case bound informative."""
+    from trm_bounds.certify import certify_sums
+    from trm_bounds.planner import required_sample_size
+
+    lr = np.log(np.full((8, 4), 0.5))
+    np.savez(tmp_path / "d.npz", old_log_probs=lr, rollout_log_probs=lr,
+             response_mask=np.ones((8, 4), bool))  # fmt: skip
+    c = evaluate(tmp_path / "d.npz", tmp_path / "o", progress=False,
+                 max_response_length=64)["certified"]  # fmt: skip
+    assert c["vacuous"] and c["dbar_sum_estimate"] == 0.0
+    m = c["more_data"]
+    want = required_sample_size((1 - DECISION_MARGIN), T_max=64, constant=1.0)["n_units"]
+    assert m["possible"] and m["n_units_at_least"] == want > 8
+    assert f"at least {want} sequences (now 8)" in m["text"]
+    best = certify_sums(np.zeros(want), T_max=64)["bounds"]["proved_here"]
+    assert best < 1 - DECISION_MARGIN
+
+
 def test_without_a_generation_limit_no_certified_claim(tmp_path):
     """The longest logged response is never the range: without the limit the report makes no
     certified claim, says what to pass, and every page says so."""

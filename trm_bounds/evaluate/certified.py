@@ -174,32 +174,35 @@ def certified_section(terms: dict[str, Any], *, level: float = 0.95, T_max: int 
 def _more_data(cert: dict[str, Any], *, level: float, method: str) -> dict[str, Any] | None:
     """When the certificate is vacuous: whether more data could fix it, and how many units.
 
-    The bound with ``c = 1`` is below the reward range only if the upper confidence bound
-    ``U < 1`` (docs/theory.md §9); it never falls below the estimate, so an estimate of
-    ``sum_t Dbar_t`` at or above ``1 - DECISION_MARGIN`` cannot be fixed by more data. Otherwise
-    the planner's best case (every ``X = 0`` observed) is a lower limit on the units needed."""
+    The bound with ``c = 1`` is ``((hi - lo) + d) U`` (``d = dist(0, [lo, hi])``, docs/theory.md
+    §9) and it is informative below ``(1 - DECISION_MARGIN)(hi - lo)``. ``U`` never falls below
+    the estimate, so an estimate that alone reaches that level is not fixed by more data of the
+    same kind; otherwise the planner's :func:`~trm_bounds.planner.required_sample_size` gives
+    the units needed in the best case (every ``X = 0`` observed), a lower limit."""
     if not cert["vacuous"]:
         return None
-    unit = cert["unit"]
-    est = cert["dbar_sum_estimate"]
-    if not est < 1 - DECISION_MARGIN:
-        return {"possible": False,
-                "text": f"More data of this kind is not expected to help: the estimated "
-                        f"sum_t Dbar_t = {est:.3g} is not below 1, and the upper confidence "
-                        "bound never falls below the estimate; the mismatch itself must "
-                        "shrink."}  # fmt: skip
     from trm_bounds.planner import required_sample_size
 
-    # U < 1 - margin makes the c = 1 bound informative; the planner speaks in the published
-    # constant c = 4, so its target is 4 (1 - margin)
-    need = required_sample_size(4 * (1 - DECISION_MARGIN), T_max=cert["T_max"], level=level,
-                                method=method, sharp=False)  # fmt: skip
-    n = int(need["n"] if isinstance(need, dict) else need)
-    return {"possible": True, "n_units_at_least": n,
+    unit = cert["unit"]
+    est = cert["dbar_sum_estimate"]
+    lo, hi = cert["reward_range"]
+    target = (1 - DECISION_MARGIN) * (hi - lo)
+    factor = (hi - lo) + max(lo, -hi, 0.0)
+    if not est * factor < target:
+        return {"possible": False,
+                "text": f"More data of this kind is not expected to help: the estimated "
+                        f"sum_t Dbar_t = {est:.3g} alone already makes the bound reach the "
+                        "reward span, and the upper confidence bound never falls below the "
+                        "estimate; the mismatch itself must shrink."}  # fmt: skip
+    need = required_sample_size(target, T_max=cert["T_max"], level=level, method=method,
+                                reward_range=(lo, hi), constant=1.0)  # fmt: skip
+    n = int(need["n_units"])
+    return {"possible": True, "n_units_at_least": n, "lower_limit": need.get("lower_limit"),
             "text": f"More data could help: even if every {unit} showed no mismatch at all, at "
                     f"least {n} {unit}s (now {cert['n_units']}) are needed for an informative "
-                    f"bound at T_max = {cert['T_max']} and level {level:g}; with the observed "
-                    f"mismatch (estimate {est:.3g}) more."}  # fmt: skip
+                    f"bound at T_max = {cert['T_max']} and level {level:g} ({method}); with the "
+                    f"observed mismatch (estimate {est:.3g}) more (trm-bounds plan "
+                    "--certified-bound answers for other targets)."}  # fmt: skip
 
 
 def error_section(terms: dict[str, Any], *, level: float = 0.95) -> dict[str, Any] | None:
