@@ -335,9 +335,14 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except OptionError as err:
         parser.error(f"{_EVALUATE_FLAG.get(err.field, err.field)}: {err.detail}")
     _check_out(parser, "--out", args.out)
+    from trm_bounds.logs import LogFormatError, data_files
+
+    try:  # a mistyped path is said before torch and the readers are imported
+        data_files([d for d in args.dump if "://" not in d])
+    except LogFormatError as exc:
+        raise CliError(str(exc), status=2) from None
     from trm_bounds.evaluate import demo_dump_path
     from trm_bounds.evaluate.runs import evaluate_runs
-    from trm_bounds.logs import LogFormatError
 
     dumps = list(args.dump)
     if args.demo:  # relative when run from the checkout: machine-independent in reports

@@ -785,3 +785,18 @@ def test_killed_run_leaves_no_hidden_folder(tmp_path, signame):
     assert proc.returncode != 0
     assert "interrupted" in proc.stderr.read()
     assert not out.exists(), sorted(p.name for p in out.iterdir())
+
+
+@pytest.mark.e2e
+def test_mistyped_path_is_said_before_heavy_imports(tmp_path):
+    """A dump path that matches nothing: one line, exit 2, and neither torch nor the readers'
+    heavy libraries were imported to say so (the time goes to the answer, not the imports)."""
+    code = ("import sys; from trm_bounds.cli import main; "
+            f"rc = main(['evaluate', {str(tmp_path / 'nope.npz')!r}, '--out', "
+            f"{str(tmp_path / 'o')!r}]); "
+            "assert rc == 2, rc; assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "nope.npz" in proc.stderr
+    assert not (tmp_path / "o").exists()

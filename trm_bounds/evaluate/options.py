@@ -25,6 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trm_bounds.logs import FORMATS
+from trm_bounds.masking import (
+    CRITERIA,
+    check_ln_params,
+    check_threshold,
+    criterion_parts,
+    parse_rollout_rs,
+)
+
 __all__ = ["EvaluateOptions", "OptionError", "FigureDrawer", "MAX_BUCKETS", "ENGINES"]
 
 #: Largest ``n_buckets``: length quantile buckets beyond this are below one sequence in ten
@@ -99,9 +108,6 @@ class EvaluateOptions:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        from trm_bounds.logs import FORMATS
-        from trm_bounds.masking import check_ln_params, check_threshold, criterion_parts
-
         if self.fmt not in FORMATS:
             raise OptionError("fmt", f"{self.fmt!r} is not one of {', '.join(FORMATS)}")
         for name in ("ln_delta", "ln_eps"):
@@ -129,8 +135,6 @@ class EvaluateOptions:
             other = "rollout_rs_threshold" if self.rollout_rs is None else "rollout_rs"
             raise OptionError(needed, f"required with {other} (verl's rule)")
         if self.rollout_rs is not None:
-            from trm_bounds.masking import parse_rollout_rs
-
             try:
                 parse_rollout_rs(self.rollout_rs, self.rollout_rs_threshold)
             except ValueError as err:
@@ -176,8 +180,6 @@ class EvaluateOptions:
         criteria = None if self.criteria is None else list(self.criteria)
         thresholds = dict(self.thresholds or {})
         if self.rollout_rs is not None:
-            from trm_bounds.masking import CRITERIA, parse_rollout_rs
-
             name, rs_th = parse_rollout_rs(self.rollout_rs, self.rollout_rs_threshold)
             base = criteria if criteria is not None else [c for c in CRITERIA if c != "seq_max_kl"]
             criteria = [*base, name]
