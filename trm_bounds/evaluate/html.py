@@ -161,11 +161,10 @@ def _verdict(r: Mapping[str, Any]) -> list[str]:
     est = r.get("error_estimate")
     if isinstance(est, Mapping) and isinstance(est.get("error"), Mapping):
         e = est["error"]
-        iv = (f"interval [{_num(e.get('lo'))}, {_num(e.get('hi'))}]" if e.get("lo") is not None
-              else "interval withheld")  # fmt: skip
-        notes = _e(error_notes(est))
+        iv = (f", interval [{_num(e.get('lo'))}, {_num(e.get('hi'))}]"
+              if e.get("lo") is not None else "")  # fmt: skip
         out.append(f"<p>Estimated actual error (from rewards, an estimate, not a certificate): "
-                   f"{_num(e.get('estimate'))}, {iv}. {notes}</p>")  # fmt: skip
+                   f"{_num(e.get('estimate'))}{iv}. {_e(error_notes(est))}</p>")  # fmt: skip
     note = plugin_note(r) if isinstance(r.get("bounds"), Mapping) else None
     if note:
         out.append(f"<p>{_e(note)}</p>")
