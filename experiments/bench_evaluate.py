@@ -28,7 +28,10 @@ Three figures, written to ``experiments/results/bench_evaluate.json``:
    thread) and with torch's default (one thread per core); ``busy_over_idle`` per setting.
    The verl peer (1.) also runs beside that competing process, at torch's default threads.
 6. **memory**: peak RSS (``VmHWM``) of ``evaluate()`` in a fresh interpreter on parquet dumps
-   of ``--mem-tokens`` valid tokens (default 2e6, 6e6, 2e7).
+   of ``--mem-tokens`` valid tokens (default 2e6, 6e6, 2e7). ``--only-memory`` runs only the
+   byte-budget rows of issue 18 (row groups of ``--mem-row-group`` rows, rows up to 8,192
+   tokens; ``--mem-baseline CHECKOUT`` measured side by side) and adds them to ``--out``
+   under ``memory_byte_budget``.
 
 All timings are medians of ``--repeats`` runs in one invocation on a shared machine.
 
@@ -235,10 +238,15 @@ def bench_threads(args, lp, rlp, mask) -> dict:
     return out
 
 
-def bench_memory(args) -> dict:
+def bench_memory(args, *, rows_per_group: int = 256, code_path: str | None = None) -> dict:
     """Peak RSS (``VmHWM``) of ``evaluate()`` in a fresh interpreter per size, on parquet dumps
-    of growing size (``ru_maxrss`` is not used: Linux keeps the parent's peak across exec)."""
+    of growing size (``ru_maxrss`` is not used: Linux keeps the parent's peak across exec).
+    ``rows_per_group``: parquet row-group size of the dump (large groups let a row-count
+    record batch hold thousands of 8,192-token rows); ``code_path``: the checkout whose
+    package runs (``PYTHONPATH``; default this one), for a baseline side by side."""
     sizes = [int(float(x)) for x in args.mem_tokens.split(",")]
+    root = Path(code_path or Path(__file__).parents[1])  # cwd too: ``-c`` puts it first
+    env = {**os.environ, "PYTHONPATH": str(root)}
     rows = []
     code = (
         "import sys; from pathlib import Path\n"
@@ -250,21 +258,45 @@ def bench_memory(args) -> dict:
     for n in sizes:
         with tempfile.TemporaryDirectory(dir=args.tmpdir) as tmp:
             path = Path(tmp) / "dump.parquet"
-            n_tok, _ = write_parquet(path, n, 8192, args.seed + 2000)
+            n_tok, _ = write_parquet(path, n, 8192, args.seed + 2000, rows_per_group)
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-c", code, str(path), str(Path(tmp) / "o")],
-                                  capture_output=True, text=True, cwd=Path(__file__).parents[1])  # fmt: skip
+                                  capture_output=True, text=True, cwd=root, env=env)  # fmt: skip
             wall = time.perf_counter() - t0
             if proc.returncode:
                 return {"failed": proc.stderr.strip().splitlines()[-1]}
             rss = int(proc.stdout.split()[-1]) * 1024  # VmHWM (peak RSS of this process), kB
             rows.append({"valid_tokens": n_tok, "peak_rss_bytes": rss, "wall_s": wall,
-                         "parquet_bytes": path.stat().st_size})  # fmt: skip
+                         "parquet_bytes": path.stat().st_size,
+                         "rows_per_row_group": rows_per_group})  # fmt: skip
     return {
         "rows": rows,
         "largest_over_smallest_rss": rows[-1]["peak_rss_bytes"] / rows[0]["peak_rss_bytes"],
         "target": "largest/smallest <= 1.3 and largest < 1 GB",
     }
+
+
+def memory_byte_budget(args) -> int:
+    """Issue 18: peak RSS with large row groups (record batches of thousands of 8,192-token
+    rows under a row count), this checkout's byte budget beside ``--mem-baseline``; written
+    into ``--out`` under ``memory_byte_budget`` next to the earlier figures."""
+    from trm_bounds.results import git_hash
+
+    res = {"git_hash": git_hash(), "args": {k: str(v) for k, v in vars(args).items()},
+           "load_average_start": list(os.getloadavg()),
+           "this": bench_memory(args, rows_per_group=args.mem_row_group)}  # fmt: skip
+    if args.mem_baseline:
+        res["baseline"] = bench_memory(
+            args, rows_per_group=args.mem_row_group, code_path=args.mem_baseline
+        )
+    res["load_average_end"] = list(os.getloadavg())
+    res["target"] = "peak RSS < 1 GB at 1e8 tokens, rows up to 8,192 tokens"
+    print(json.dumps(res, indent=1))
+    data = json.loads(args.out.read_text()) if args.out.exists() else {}
+    data["memory_byte_budget"] = res
+    args.out.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
 
 
 def bench_suite(args, lp, rlp, mask) -> dict:
@@ -326,19 +358,22 @@ def bench_exact_kl(args) -> dict:
     }
 
 
-def write_parquet(path: Path, n_tokens: int, T: int, seed: int) -> tuple[int, int]:
-    """A verl-named parquet dump (list<float32> columns) of about ``n_tokens`` valid tokens."""
+def write_parquet(
+    path: Path, n_tokens: int, T: int, seed: int, rows_per_group: int = 256
+) -> tuple[int, int]:
+    """A verl-named parquet dump (list<float32> columns) of about ``n_tokens`` valid tokens,
+    generated 256 rows at a time, ``rows_per_group`` rows per parquet row group."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows_per_group = 256
+    pending: list = []
     n_written = 0
     n_seq = 0
     writer = None
     with tqdm(total=n_tokens, unit="tok", unit_scale=True, desc="write parquet") as bar:
         g = 0
         while n_written < n_tokens:
-            lp, rlp, mask = make_batch(rows_per_group, T, seed + g)
+            lp, rlp, mask = make_batch(256, T, seed + g)
             g += 1
             L = mask.sum(1).to(torch.int64).numpy()
             sel = mask.numpy() > 0
@@ -354,10 +389,15 @@ def write_parquet(path: Path, n_tokens: int, T: int, seed: int) -> tuple[int, in
             table = pa.Table.from_arrays(arrays, names=list(cols))
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema)
-            writer.write_table(table)
+            pending.append(table)
+            if sum(t.num_rows for t in pending) >= rows_per_group:
+                writer.write_table(pa.concat_tables(pending), row_group_size=rows_per_group)
+                pending = []
             n_written += int(L.sum())
-            n_seq += rows_per_group
+            n_seq += 256
             bar.update(int(L.sum()))
+    if pending:
+        writer.write_table(pa.concat_tables(pending), row_group_size=rows_per_group)
     writer.close()
     return n_written, n_seq
 
@@ -440,7 +480,17 @@ def main(argv=None) -> int:
         help="torch intra-op threads for both peers (on a shared, loaded machine 2 threads stall "
         "in every parallel region, so 1 is the fair default)",
     )
+    ap.add_argument("--only-memory", action="store_true",
+                    help="run only the byte-budget memory rows (issue 18) and add them to --out "
+                    "beside its earlier figures")
+    ap.add_argument("--mem-row-group", type=int, default=8192,
+                    help="rows per parquet row group of the byte-budget memory rows")
+    ap.add_argument("--mem-baseline", default=None,
+                    help="a checkout whose package is measured side by side (e.g. the commit "
+                    "before the byte budget)")
     args = ap.parse_args(argv)
+    if args.only_memory:
+        return memory_byte_budget(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     data: dict = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}

@@ -11,14 +11,15 @@ mid-run is retried by Ray and the report does not change.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
+
 from tests.evaluate.test_run import GOOD, _jsonl, assert_close_tree
 from tests.logs.test_dataset import random_source, write_jsonl, write_npz, write_parquet
-
 from trm_bounds.evaluate import evaluate
 from trm_bounds.evaluate.ray_engine import ray_map, ray_shards
 from trm_bounds.logs import LogFormatError
@@ -203,3 +204,67 @@ def test_bench_scale_smoke(tmp_path):
     assert {"local", "ray_1", "ray_2"} <= set(th) and th["tokens"] > 0
     assert [row["shards"] for row in data["driver_memory"]] == [1, 3]
 
+
+
+def _many_row_groups(path: Path, n_groups: int = 5) -> Path:
+    """One parquet file of ``n_groups`` row groups (ragged list columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = random_source(B=40, T=21, seed=77, sigma=0.2)
+    rows = [src["lp"][i, : src["L"][i]].tolist() for i in range(40)]
+    rrows = [src["lr"][i, : src["L"][i]].tolist() for i in range(40)]
+    table = pa.table({"old_log_probs": rows, "rollout_log_probs": rrows,
+                      "uid": [f"p{i // 4}" for i in range(40)]})  # fmt: skip
+    pq.write_table(table, path, row_group_size=40 // n_groups)
+    return path
+
+
+def test_one_parquet_file_spreads_over_workers_by_row_group(tmp_path, ray_cluster):
+    """A file of five row groups is five shards (record numbers counted from the file's
+    first row); the Ray report equals the local one (chunk size 3: chunks inside groups)."""
+    path = _many_row_groups(tmp_path / "big.parquet")
+    shards = ray_shards([str(path)])
+    assert [s.part for s in shards] == [(g,) for g in range(5)]
+    a, b = _both(tmp_path, [str(path)], chunk_size=3)
+    assert a["n_sequences"] == 40
+    _assert_same(tmp_path, a, b)
+
+
+@pytest.mark.parametrize("case", ["nemo-rl-run", "slime-run", "step-dirs-run"])
+def test_run_folder_by_step_on_ray_equals_local(tmp_path, ray_cluster, case):
+    """``--by-step`` on a run folder: every step, on both engines, the same rows; files
+    without logprobs skipped by both with the same notice."""
+    from tests.logs.test_run_folder import RUNS
+    from trm_bounds.evaluate.runs import evaluate_run
+
+    RUNS.make_run_corpus(tmp_path / "c", seed=2, B=5)
+    run = tmp_path / "c" / case
+    res = {}
+    for engine in ("local", "ray"):
+        res[engine] = evaluate_run(run, tmp_path / engine, progress=False, draw_figures=None,
+                                   engine=engine)  # fmt: skip
+    ref = json.loads((tmp_path / "c" / "reference.json").read_text())[case]
+    assert [r["step"] for r in res["local"]["steps"]] == sorted(int(s) for s in ref["steps"])
+    assert res["local"]["skipped_steps"] == res["ray"]["skipped_steps"] == []
+    for ra, rb in zip(res["local"]["steps"], res["ray"]["steps"], strict=True):
+        assert_close_tree(ra, rb)
+
+
+def test_skip_notice_is_the_same_on_both_engines(tmp_path, ray_cluster):
+    """A NeMo-RL log directory (validation files beside the data): the Ray engine reads it
+    (the bug: it failed) and says what the local engine says."""
+    from tests.logs.test_run_folder import RUNS
+    from trm_bounds.evaluate.ray_engine import ray_chunks
+    from trm_bounds.evaluate.run import evaluate_chunk
+    from trm_bounds.logs import iter_batches
+
+    RUNS.make_run_corpus(tmp_path / "c", seed=3, B=4)
+    run = tmp_path / "c" / "nemo-rl-run"
+    local: list[str] = []
+    n_local = sum(len(b) for b in iter_batches([run], notice=local.append))
+    on_ray: list[str] = []
+    n_ray = sum(len(b) for b, _, _ in ray_chunks([run], chunk_fn=evaluate_chunk,
+                                                 notice=on_ray.append))  # fmt: skip
+    assert n_local == n_ray == 12 and local == on_ray and len(local) == 1
+    assert "val_data_step1.jsonl" in local[0] and "val_data_step3.jsonl" in local[0]

@@ -65,7 +65,7 @@ def test_a_chunk_of_only_untrained_rows_merges_its_count():
     for m in (a.merge(b), b.merge(a)):
         assert (m.n_sequences, m.n_untrained_rows) == (3, 4)
         assert m.n_tokens == b.n_tokens
-    assert any("4 rows train no token" in w for w in a.merge(b).warnings)
+    assert any(w.startswith("4 rows train no token") for w in a.merge(b).warnings)
 
 
 def test_identical_trainer_and_rollout_fields_warn():

@@ -34,17 +34,19 @@ from trm_bounds.logs import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _corpus_module():
-    spec = importlib.util.spec_from_file_location(
-        "make_dump_corpus", ROOT / "experiments" / "make_dump_corpus.py"
-    )
+def experiment_module(name: str):
+    """``experiments/{name}.py`` imported once (registered under its name: its dataclasses
+    look their module up)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["make_dump_corpus"] = mod  # dataclasses look their module up
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
-CORPUS = _corpus_module()
+CORPUS = experiment_module("make_dump_corpus")
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +297,68 @@ def test_corpus_script_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     ref = json.loads((tmp_path / "reference.json").read_text())
     assert set(ref) == set(CORPUS.CASES) and all(len(r["T"]) == 2 for r in ref.values())
+
+
+# ---------------------------------------------------------------- what frameworks write today
+
+
+@pytest.fixture(scope="module")
+def today(tmp_path_factory):
+    from tests.logs.test_run_folder import RUNS
+
+    out = tmp_path_factory.mktemp("today")
+    return out, RUNS.make_run_corpus(out, seed=1, B=6)
+
+
+@pytest.mark.parametrize("case", ["verl-numpy", "areal-list", "areal-overwritten", "trl-nan",
+                                  "skyrl-pad", "slime-removed"])  # fmt: skip
+@pytest.mark.parametrize("named", [False, True], ids=["detected", "format"])
+def test_todays_artifacts_are_read_right(today, case, named):
+    """verl's numpy-serialized DataProto, AReaL's trajectory list, TRL with vLLM NaN
+    logprobs, SkyRL pad rows, slime remove_sample: T_i and the per-sequence statistics equal
+    the reference; rows without a trained token stay (T_i = 0) and are counted apart by the
+    statistics; NaN rollout tokens are out of the mask and counted."""
+    from trm_bounds.evaluate.stats import chunk_stats
+
+    out, ref = today
+    r = ref[case]
+    (rel,) = r["files"]
+    chunks = list(iter_batches([out / rel], fmt=r["format"] if named else "auto"))
+    b = load_dataset([out / rel], fmt=r["format"] if named else "auto")
+    got = stats(b)
+    np.testing.assert_array_equal(got["T"], r["T"])
+    for k in ("sum_k1", "sum_k2", "max_abs_log_ratio"):
+        np.testing.assert_allclose(got[k], r[k], rtol=RTOL, atol=ATOL)
+    assert sum(c.n_nan_tokens for c in chunks) == r["nan_tokens"]
+    st, _ = chunk_stats(chunks[0])
+    assert st.n_untrained_rows == r["untrained"] and st.n_sequences == len(r["T"]) - r["untrained"]
+    identical = any("identical at every trained token" in w for w in st.warnings)
+    assert identical == bool(r.get("identical"))
+
+
+def test_group_key_and_generation_limit_of_todays_artifacts(today):
+    """verl: ``uid`` and the generation limit from ``responses`` padded to
+    ``response_length``; TRL: no key, identical prompt tokens group the rows."""
+    out, ref = today
+    b = next(iter_batches([out / ref["verl-numpy"]["files"][0]]))
+    assert b.group_field == "uid" and b.max_response_length == ref["verl-numpy"]["max_response_length"]
+    b = next(iter_batches([out / ref["trl-nan"]["files"][0]]))
+    assert b.group_field == "prompt_ids (identical prompt tokens)"
+    assert len(set(b.prompt_id.tolist())) == ref["trl-nan"]["groups"]
+    assert b.max_response_length is None  # TRL pads to the batch, not to a configured limit
+
+
+def test_hostile_states_are_one_line_naming_the_file(today):
+    """Four malformed SkyRL states and random bytes named .npz: one line naming the file,
+    never an invitation to unpickle."""
+    out, ref = today
+    files = [*ref["hostile"]["files"], ref["hostile"]["random_npz"]]
+    assert len(files) == 5
+    for rel in files:
+        with pytest.raises(LogFormatError) as info:
+            load_dataset([out / rel])
+        msg = str(info.value)
+        assert msg.startswith(str(out / rel)) and "\n" not in msg
+        assert "trust-pickle" not in msg
+    with pytest.raises(LogFormatError, match="not a zip/npz file"):
+        load_dataset([out / ref["hostile"]["random_npz"]])

@@ -165,10 +165,10 @@ def test_bad_grammar_is_one_line_value_error(rs, th):
     assert "\n" not in str(e.value)
 
 
-def test_deliberate_difference_minus_inf_trainer_logprob():
+def test_verl_decisions_by_default_and_the_switch_that_departs():
     """A trainer logprob of -inf: verl clips r at -20 (k3 = 19 + e^-20, finite), so a long
-    sequence passes ``seq_mean_k3 <= 0.05``; we treat it as infinite divergence and reject,
-    unless ``clamp_log_ratio=20``, which gives verl's decision."""
+    sequence passes ``seq_mean_k3 <= 0.05``: the default gives verl's decision;
+    ``clamp_log_ratio=None`` treats it as an infinite divergence and rejects it."""
     T = 1000
     lp = np.full((1, T), -1.0)
     rlp = np.full((1, T), -1.0)
@@ -176,13 +176,34 @@ def test_deliberate_difference_minus_inf_trainer_logprob():
     mask = np.ones((1, T), bool)
     want = ref_mask(ref_stats(lp, rlp, mask), mask, {"seq_mean_k3": 0.05})
     assert want.all()  # verl keeps it: 19 / 1000 < 0.05
-    ours, acc = rollout_rs_mask(lp, rlp, mask, "seq_mean_k3", "0.05")
-    assert not ours.any() and not acc.any()
-    clamped, _ = rollout_rs_mask(lp, rlp, mask, "seq_mean_k3", "0.05", clamp_log_ratio=20)
-    np.testing.assert_array_equal(clamped.numpy(), want)
-    for opt in VERL_CRITERIA:  # every criterion rejects the infinite divergence
+    ours, _ = rollout_rs_mask(lp, rlp, mask, "seq_mean_k3", "0.05")
+    np.testing.assert_array_equal(ours.numpy(), want)
+    unclamped, acc = rollout_rs_mask(lp, rlp, mask, "seq_mean_k3", "0.05", clamp_log_ratio=None)
+    assert not unclamped.any() and not acc.any()
+    for opt in VERL_CRITERIA:  # unclamped, every criterion rejects the infinite divergence
         t = "1e6" if not opt.endswith("k1") else "1e-6_1e6"
-        assert not rollout_rs_mask(lp, rlp, mask, opt, t)[1].any(), opt
+        assert not rollout_rs_mask(lp, rlp, mask, opt, t, clamp_log_ratio=None)[1].any(), opt
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_finite_log_ratio_above_20_is_clipped_as_verl_does(seed):
+    """A finite |r| in (20, 30] on one token of each row: verl's k2 is 200, so
+    ``seq_max_k2 <= 250`` keeps every row by default (the reference's decision), while
+    ``clamp_log_ratio=None`` (k2 = r^2/2 > 250 where |r| > sqrt(500)) departs."""
+    rng = np.random.default_rng(seed)
+    lp, rlp, mask = make(seed)
+    r = rng.uniform(20.5, 30.0, lp.shape[0]) * rng.choice([-1.0, 1.0], lp.shape[0])
+    rlp[:, 0] = -40.0
+    lp[:, 0] = np.minimum(rlp[:, 0] + r, 0.0)
+    mask[:, 0] = True
+    r = lp[:, 0] - rlp[:, 0]
+    want = ref_mask(ref_stats(lp, rlp, mask), mask, {"seq_max_k2": 250.0})
+    got, acc = rollout_rs_mask(lp, rlp, mask, "seq_max_k2", "250")
+    np.testing.assert_array_equal(got.numpy(), want)
+    _, acc_raw = rollout_rs_mask(lp, rlp, mask, "seq_max_k2", "250", clamp_log_ratio=None)
+    big = np.abs(r) > np.sqrt(500.0) * (1 + 1e-9)  # margin far above float noise
+    assert not acc_raw.numpy()[big].any()
+    assert big.any()
 
 
 def _verl():

@@ -53,8 +53,7 @@ def steps_of_run(run: str | os.PathLike | Sequence[str | os.PathLike]) -> dict[i
     >>> {k: [p.path.name for p in v] for k, v in steps_of_run(d).items()}
     {2: ['train_data_step2.jsonl', 'val_data_step2.jsonl'], 10: ['train_data_step10.jsonl']}
     """
-    specs = [run] if isinstance(run, (str, os.PathLike)) else list(run)
-    return steps_of(specs)  # type: ignore[return-value]
+    return steps_of(run)  # type: ignore[return-value]
 
 
 def summary_row(report: dict[str, Any]) -> dict[str, Any]:

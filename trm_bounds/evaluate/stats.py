@@ -182,15 +182,17 @@ class Stats:
                 "by the trainer's (e.g. AReaL after compute_advantages without the decoupled "
                 "loss), so a zero mismatch here measures nothing"
             )
-        if self.n_untrained_rows:
+        n = self.n_untrained_rows
+        if n:
             out.append(
-                f"{self.n_untrained_rows} rows train no token (pad rows, masked or removed "
-                "samples): not counted as sequences"
+                f"{n} row{'s' if n != 1 else ''} train{'' if n != 1 else 's'} no token (pad "
+                "rows, masked or removed samples): not counted as sequences"
             )
-        if self.n_nan_tokens:
+        n = self.n_nan_tokens
+        if n:
             out.append(
-                f"{self.n_nan_tokens} tokens with a NaN rollout logprob left out of the loss "
-                "mask, as the framework does"
+                f"{n} token{'s' if n != 1 else ''} with a NaN rollout logprob left out of the "
+                "trained-token mask (no rollout probability to compare with)"
             )
         return out
 

@@ -10,6 +10,7 @@ without pickle. Arbitrary unpickling only with ``trust_pickle=True``.
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from trm_bounds.logs._slime import from_samples, unwrap_slime
 from trm_bounds.logs.aliases import ALIASES, DIST_FIELDS, TOPK_FIELDS, pick
 from trm_bounds.logs.batch import MAX_CELLS, Batch
 from trm_bounds.logs.errors import LogFormatError
-from trm_bounds.logs.frameworks import apply_masks, resolve_fields
+from trm_bounds.logs.frameworks import Fields, apply_masks, resolve_fields
 from trm_bounds.logs.read_options import ReadOptions
 from trm_bounds.logs.unpickle import LEGACY_TORCH_MAGIC, harvest, load_pickled
 
@@ -63,11 +64,12 @@ def from_mapping(
         mask = masks[0] if masks else None
     if mask is None:
         mask = np.ones(lp.shape, bool)
-    kr, kp = pick(keys, "reward"), pick(keys, "prompt_id")
+    nan_per_row = None
+    if fields.framework == "trl" and lr.ndim == 2:
+        lr, mask, nan_per_row = _drop_nan_rollout(lr, mask)
+    kr = pick(keys, "reward")
     reward = to_numpy(d[kr]) if kr is not None else None
-    prompt_id = d[kp] if kp is not None else None
-    if prompt_id is not None and hasattr(prompt_id, "detach"):
-        prompt_id = to_numpy(prompt_id)
+    prompt_id, kp = _group_key(d, fields, keys, lp.shape[0] if lp.ndim else 0)
     max_len, max_len_src = _generation_limit(d, fields.framework, lp)
     extra: dict[str, np.ndarray] = {}
     for canon in DIST_FIELDS + TOPK_FIELDS:
@@ -84,7 +86,7 @@ def from_mapping(
     step = max(1, min(chunk_size, MAX_CELLS // max(lp.shape[-1], 1)))
     for s in range(0, B, step):
         sl = slice(s, s + step)
-        yield finish(
+        b = finish(
             file,
             s,
             lp[sl],
@@ -100,6 +102,86 @@ def from_mapping(
             max_response_length=max_len,
             max_response_length_source=max_len_src,
         )
+        if nan_per_row is not None:
+            b.n_nan_tokens = int(nan_per_row[sl].sum())
+        yield b
+
+
+def _group_key(
+    d: dict[str, Any], fields: Fields, keys: list[str], B: int
+) -> tuple[np.ndarray | None, str | None]:
+    """``(prompt_id, the field it came from)``: the framework's own group key, else a generic
+    one of the alias table, else (TRL) the prompt's token ids where the artifact holds them:
+    rows with identical ``prompt_ids`` (padding dropped by ``prompt_mask``) are one prompt.
+    A key whose length is not one per row is no key."""
+    k = fields.group or pick(keys, "prompt_id")
+    if k is not None:
+        v = d[k]
+        v = to_numpy(v) if hasattr(v, "detach") else np.asarray(v, dtype=object)
+        if v.ndim == 1 and v.shape[0] == B:
+            return v, k
+    if fields.group_tokens is not None:
+        kt, km = fields.group_tokens
+        tok = to_numpy(d[kt])
+        if tok.ndim == 2 and tok.shape[0] == B:
+            valid = to_numpy(d[km]) != 0 if km in d and np.shape(d[km]) == tok.shape else None
+            if valid is not None:
+                tok = np.where(valid, tok, -1)  # same prompt, same key, whatever the padding
+            rows = np.ascontiguousarray(tok, dtype=np.int64)  # one hash per row (not token)
+            ids = np.array([hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest()
+                            for r in rows], dtype=object)  # fmt: skip
+            return ids, f"{kt} (identical prompt tokens)"
+    return None, None
+
+
+def _drop_nan_rollout(
+    lr: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """TRL: vLLM returns NaN for the logprob of some sampled tokens (TRL's
+    ``extract_logprobs`` turns NaN into None: no value). Such a token has no rollout
+    probability to compare with, so it leaves the trained-token mask, and is counted (per
+    row) rather than refused; NaN outside the mask is padding and becomes 0. The trainer
+    field is never altered (a NaN there stays an error)."""
+    nan = np.isnan(lr)
+    if not nan.any():
+        return lr, mask, None
+    m = np.asarray(mask) != 0
+    per_row = (nan & m).sum(axis=1)
+    return np.where(nan, lr.dtype.type(0), lr), m & ~nan, per_row
+
+
+def records_to_mapping(records: list[dict[str, Any]], file: Path) -> dict[str, Any]:
+    """A list of batch dictionaries (AReaL's trajectory list, ``list[dict[str, Tensor]]``:
+    inclusionAI/AReaL ``areal/api/engine_api.py``, ``areal/trainer/ppo/actor.py``) -> one
+    batch dictionary: ``(b_i, T_i)`` arrays right-padded with zeros to the widest and stacked,
+    ``(b_i,)`` arrays concatenated, other values collected in record order. Every record must
+    hold the first record's fields."""
+    keys = list(records[0])
+    out: dict[str, Any] = {}
+    for k in keys:
+        vals = []
+        for i, r in enumerate(records):
+            if k not in r:
+                raise LogFormatError(file, f"record {i}", k, "missing (present in record 0)")
+            vals.append(r[k])
+        if not all(hasattr(v, "shape") for v in vals):
+            out[k] = [x for v in vals for x in (v if isinstance(v, (list, tuple)) else [v])]
+            continue
+        arrs = [to_numpy(v) for v in vals]
+        nd = {a.ndim for a in arrs}
+        if nd == {2}:
+            width = max(a.shape[1] for a in arrs)
+            arrs = [np.pad(a, ((0, 0), (0, width - a.shape[1]))) for a in arrs]
+            out[k] = np.concatenate(arrs)
+        elif nd == {1}:
+            out[k] = np.concatenate(arrs)
+        elif nd == {0}:
+            out[k] = np.stack(arrs)
+        else:
+            raise LogFormatError(
+                file, "file", k, f"records disagree on the number of dimensions ({sorted(nd)})"
+            )
+    return out
 
 
 def _generation_limit(
@@ -176,6 +258,8 @@ def read_pt(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batch]:
                 raise
             obj = load_pickled(file, trust_pickle=False)  # framework objects: stand-ins
     obj = _unwrap(obj, file)
+    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
+        obj = records_to_mapping(obj, file)  # AReaL's trajectory list
     if not isinstance(obj, dict):
         raise LogFormatError(file, "file", None, f"expected a dict, got {type(obj).__name__}")
     yield from from_mapping(
@@ -188,6 +272,8 @@ def read_pkl(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batch]
     ``DataProto.save_to_disk``), read with the restricted unpickler unless trusted."""
     chunk_size, framework = opts.chunk_size, opts.framework
     obj = _unwrap(load_pickled(file, trust_pickle=opts.trust_pickle), file)
+    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
+        obj = records_to_mapping(obj, file)  # AReaL's trajectory list
     if not isinstance(obj, dict):
         raise LogFormatError(file, "file", None, f"expected a batch, got {type(obj).__name__}")
     yield from from_mapping(unwrap_slime(obj, file, framework), file, chunk_size, framework=framework)
@@ -196,6 +282,15 @@ def read_pkl(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batch]
 def read_npz(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batch]:
     """A ``numpy.savez`` dump (``.npz``), read without unpickling unless trusted."""
     chunk_size, trust_pickle, framework = opts.chunk_size, opts.trust_pickle, opts.framework
+    with open(file, "rb") as fh:
+        head = fh.read(6)
+    if head.startswith(b"\x93NUMPY"):
+        raise LogFormatError(
+            file, "file", None, "a single .npy array, not an .npz of named fields"
+        )
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        # never invite unpickling of a file that is not even a zip
+        raise LogFormatError(file, "file", None, "not a zip/npz file")
     try:
         with np.load(file, allow_pickle=trust_pickle) as z:
             d = {k: z[k] for k in z.files}

@@ -59,8 +59,10 @@ FIELDS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
         (("reward", ""), ("rewards", ""), ("score", ""), ("scores", "")),
     ),
     "prompt_id": (
-        "optional prompt identifier, copied into sequences.csv",
-        (("prompt_id", ""), ("prompt_ids", ""), ("uid", ""), ("index", "")),
+        "optional key of a prompt's samples (the framework's group key), copied into "
+        "sequences.csv; TRL: identical prompt_ids rows",
+        (("prompt_id", ""), ("uid", "verl"), ("uids", "SkyRL"), ("traj_group_id", "ROLL"),
+         ("index", "OpenRLHF")),
     ),
     "logits": (
         "optional (B,T,V) theta logits or full logprobs, for exact KL/TV (pt, npz)",

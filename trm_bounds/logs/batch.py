@@ -33,8 +33,11 @@ MAX_CELLS = 1 << 23
 
 #: A reader that can read part of a file (parquet record batches) takes at most this many
 #: bytes of uncompressed input columns at once, whatever ``chunk_size`` says: peak memory is
-#: set by bytes, not by a row count (rows of 8,192 tokens: about 900 rows per batch).
-MAX_CHUNK_BYTES = 1 << 26
+#: set by bytes, not by a row count (rows of 8,192 float32 tokens: about 128 rows per batch).
+#: Peak RSS of ``evaluate`` on parquet of rows up to 8,192 tokens in row groups of 8,192 rows
+#: (experiments/results/bench_evaluate.json, ``memory_byte_budget``): 0.58 GB at 1e8 tokens,
+#: as at 2e7 (1.54 GB at 1e8 with record batches of 4,096 rows).
+MAX_CHUNK_BYTES = 1 << 23
 
 
 @dataclass
@@ -56,9 +59,12 @@ class Batch:
 
     Group and generation limit (what the artifact itself says, else None):
 
-    - ``prompt_id``: ``(B,)`` object array, the key that groups the samples of one prompt
-      (the framework's own group key: verl ``uid``, ...; the prompt's token ids, as a
-      string, only where the artifact holds the prompt tokens and no key);
+    - ``prompt_id``: ``(B,)`` array, the key that groups the samples of one prompt: the
+      framework's own group key (verl ``uid``, SkyRL ``uids``, ROLL ``traj_group_id`` or
+      ``prompt_id``, OpenRLHF ``index``, a generic ``prompt_id``); only where the artifact
+      holds the prompt tokens and no key (TRL), a hash of the prompt's token ids
+      (``prompt_ids`` under ``prompt_mask``): identical prompts, one key. None where the
+      artifact holds neither (NeMo-RL, slime and AReaL dumps, SkyRL after ``uids`` is popped);
     - ``group_field``: the field ``prompt_id`` was read from (``"uid"``; ``"prompt_ids
       (identical prompt tokens)"`` for the token fallback), None without ``prompt_id``;
     - ``max_response_length``: the generation limit (max new tokens) fixed by the

@@ -141,10 +141,20 @@ def load_dataset(paths: Sequence[str | os.PathLike], **kwargs: Any) -> Batch:
         return np.concatenate(parts)
 
     rew = [c.reward for c in chunks]
+    pid = [c.prompt_id for c in chunks]
+    has_pid = all(p is not None for p in pid)
+    fields = {c.group_field for c in chunks}
+    limits = {(c.max_response_length, c.max_response_length_source) for c in chunks}
+    limit, limit_src = limits.pop() if len(limits) == 1 else (None, None)
     return Batch(
         log_probs=cat("log_probs", 0.0),
         rollout_log_probs=cat("rollout_log_probs", 0.0),
         response_mask=cat("response_mask", False),
         source=chunks[0].source,
         reward=np.concatenate(rew) if all(r is not None for r in rew) else None,
+        prompt_id=np.concatenate(pid) if has_pid else None,
+        group_field=fields.pop() if len(fields) == 1 and has_pid else None,
+        max_response_length=limit,
+        max_response_length_source=limit_src,
+        n_nan_tokens=sum(c.n_nan_tokens for c in chunks),
     )

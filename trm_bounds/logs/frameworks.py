@@ -6,27 +6,35 @@ masks select the *trained* tokens (multiplied; the trainable-token mask wins ove
 mask) and how the arrays are aligned. Learnt from each framework's source:
 
 - ``verl``: ``old_log_probs`` / ``rollout_log_probs``; ``response_mask`` (0 on tool tokens
-  in multi-turn; a ``loss_mask`` wins). volcengine/verl ``verl/protocol.py`` (``DataProto``),
-  ``verl/trainer/ppo/ray_trainer.py``.
+  in multi-turn; a ``loss_mask`` wins); group key ``uid`` (``non_tensor_batch``).
+  volcengine/verl ``verl/protocol.py`` (``DataProto``), ``verl/trainer/ppo/ray_trainer.py``.
 - ``nemo-rl``: ``prev_logprobs`` / ``generation_logprobs`` over prompt + response;
   ``token_loss_mask`` (holes at tool turns) times ``sample_loss_mask``. NVIDIA-NeMo/RL
   ``nemo_rl/utils/logger.py`` (``log_batched_dict_as_jsonl``), ``nemo_rl/algorithms/grpo.py``.
 - ``skyrl``: ``action_log_probs`` / ``rollout_logprobs``; ``loss_mask`` (0 on observation
   tokens) wins over ``response_mask`` (every response token); response tensors right-aligned
-  (left-padded). NovaSky-AI/SkyRL ``skyrl/train/dataset/preprocess.py``
+  (left-padded); data-parallel pad rows have ``loss_mask`` 0 (``pad_training_input_batch``);
+  ``metadata["uids"]`` is popped before ``dump_data``, so a dump has no group key.
+  NovaSky-AI/SkyRL ``skyrl/train/dataset/preprocess.py``
   (``convert_prompts_responses_to_batch_tensors``), ``skyrl/train/trainer.py``.
 - ``trl``: ``old_per_token_logps`` / ``sampling_per_token_logps``; ``completion_mask`` times
-  ``tool_mask`` (what GRPO trains on). huggingface/trl ``trl/trainer/grpo_trainer.py``.
+  ``tool_mask`` (what GRPO trains on; ``mask_truncated_completions`` zeroes a truncated
+  row); no group key: identical left-padded ``prompt_ids`` rows (``prompt_mask``) are one
+  prompt; a NaN ``sampling_per_token_logps`` (vLLM) leaves the mask, counted.
+  huggingface/trl ``trl/trainer/grpo_trainer.py``.
 - ``slime``: ``log_probs`` / ``rollout_log_probs`` per sample; ``loss_masks``. THUDM/slime
   ``slime/utils/train_dump_utils.py``, ``slime/backends/megatron_utils/actor.py``.
 - ``roll``: ``old_log_probs`` / ``infer_logprobs`` of shape ``(B, L-1)`` beside
   ``response_mask`` ``(B, L)``: logprob ``t`` scores token ``t+1``, masked by
-  ``response_mask[:, 1:]``. alibaba/ROLL ``log_probs_post_func``.
+  ``response_mask[:, 1:]``; ``final_response_mask`` (the response mask times the sample
+  mask) wins; group key ``traj_group_id`` (agentic) or ``prompt_id``.
+  alibaba/ROLL ``log_probs_post_func``, ``roll/pipeline/agentic/utils.py``.
 - ``areal``: ``prox_logp`` (recomputed by the trainer) / ``logprobs`` (the ROLLOUT,
   behaviour policy); ``loss_mask``. Before ``compute_advantages`` ``prox_logp[:, t]`` scores
   token ``t+1`` while ``logprobs`` and ``loss_mask`` are token-aligned; afterwards (the batch
   holds ``advantages``) all three are aligned. inclusionAI/AReaL ``areal/engine/ppo/actor.py``.
-- ``openrlhf``: ``action_log_probs`` / ``rollout_log_probs``; ``action_mask``.
+- ``openrlhf``: ``action_log_probs`` / ``rollout_log_probs``; ``action_mask``; group key
+  ``index`` (the prompt's index).
   OpenRLHF/OpenRLHF ``openrlhf/trainer/ppo_utils/experience_maker.py`` (``Experience``).
 - ``generic``: the alias table (:data:`~trm_bounds.logs.ALIASES`), trainable-token masks
   before ``response_mask``; our JSONL ``logprobs`` / ``rollout_logprobs``.
@@ -69,26 +77,30 @@ class Framework:
     sample_mask: tuple[str, ...] = ()
     align: str = "same"  # "same" | "areal" (prox_logp next-token aligned before advantages)
     shift: bool = False  # logprobs (B, L-1) beside masks (B, L): drop the mask's first column
+    group: tuple[str, ...] = ()  # the framework's own key of a prompt's samples
+    group_tokens: tuple[str, str] | None = None  # (prompt token ids, their mask): fallback
 
 
 FRAMEWORKS: dict[str, Framework] = {
     f.name: f
     for f in (
         Framework("verl", ("old_log_probs",), ("rollout_log_probs",),
-                  (("loss_mask", "response_mask"),)),
+                  (("loss_mask", "response_mask"),), group=("uid",)),
         Framework("nemo-rl", ("prev_logprobs",), ("generation_logprobs",),
                   (("token_loss_mask",),), sample_mask=("sample_loss_mask",)),
         Framework("skyrl", ("action_log_probs",), ("rollout_logprobs",),
-                  (("loss_mask", "response_mask"),)),
+                  (("loss_mask", "response_mask"),), group=("uids",)),
         Framework("trl", ("old_per_token_logps",), ("sampling_per_token_logps",),
-                  (("completion_mask",), ("tool_mask",))),
+                  (("completion_mask",), ("tool_mask",)),
+                  group_tokens=("prompt_ids", "prompt_mask")),
         Framework("slime", ("log_probs",), ("rollout_log_probs",),
                   (("loss_masks", "loss_mask"),)),
         Framework("roll", ("old_log_probs",), ("infer_logprobs",),
-                  (("final_response_mask", "response_mask"),), shift=True),
+                  (("final_response_mask", "response_mask"),), shift=True,
+                  group=("traj_group_id", "prompt_id")),
         Framework("areal", ("prox_logp",), ("logprobs",), (("loss_mask",),), align="areal"),
         Framework("openrlhf", ("action_log_probs",), ("rollout_log_probs",),
-                  (("action_mask",),)),
+                  (("action_mask",),), group=("index",)),
     )
 }  # fmt: skip
 
@@ -110,6 +122,8 @@ class Fields:
     sample_mask: str | None = None
     align: str = "same"
     shift: bool = False
+    group: str | None = None
+    group_tokens: tuple[str, str] | None = None
 
     @property
     def names(self) -> dict[str, str]:
@@ -129,7 +143,9 @@ def _fields_of(fw: Framework, keys: Sequence[str]) -> Fields | None:
     align = fw.align
     if align == "areal" and "advantages" in keys:  # compute_advantages has rolled them already
         align = "same"
-    return Fields(fw.name, lp, lr, masks, _pick_from(keys, fw.sample_mask), align, fw.shift)
+    tokens = fw.group_tokens if fw.group_tokens and fw.group_tokens[0] in keys else None
+    return Fields(fw.name, lp, lr, masks, _pick_from(keys, fw.sample_mask), align, fw.shift,
+                  _pick_from(keys, fw.group), tokens)  # fmt: skip
 
 
 def _pick_from(keys: Sequence[str], names: Sequence[str]) -> str | None:

@@ -137,10 +137,15 @@ def resolve_paths(specs: Sequence[str | os.PathLike]) -> list[Path]:
     return [f.path for f in data_files(specs)]
 
 
-def steps_of(specs: Sequence[str | os.PathLike]) -> dict[int, list[DataFile]]:
-    """``{step: files}`` of a run, steps ascending; files keep their ``optional`` flag (a
-    validation file beside a step's training file is skipped, never the step). Raises
-    :class:`LogFormatError` when no file names a step (then it is one dataset, not a run)."""
+def steps_of(
+    specs: str | os.PathLike | Sequence[str | os.PathLike],
+) -> dict[int, list[DataFile]]:
+    """``{step: files}`` of a run (a folder, or files, folders and globs), steps ascending;
+    files keep their ``optional`` flag (a validation file beside a step's training file is
+    skipped, never the step). Raises :class:`LogFormatError` when no file names a step (then
+    it is one dataset, not a run)."""
+    if isinstance(specs, (str, os.PathLike)):
+        specs = [specs]
     steps: dict[int, list[DataFile]] = {}
     for f in data_files(specs):
         if f.step is not None:

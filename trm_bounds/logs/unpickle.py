@@ -17,7 +17,8 @@ A restricted :class:`pickle.Unpickler` resolves a global only through an allow-l
     ``dump_data``);
   * verl ``DataProto`` / ``DataProtoItem`` (volcengine/verl, ``verl/protocol.py``): its
     ``__getstate__`` is ``(batch_bytes, non_tensor_batch, meta_info)`` where ``batch_bytes`` is
-    ``torch.save`` of the ``TensorDict`` (or, in some releases, a pickle of ``batch.numpy()``);
+    ``torch.save`` of the ``TensorDict``, or, with ``VERL_DATAPROTO_SERIALIZATION_METHOD=numpy``,
+    ``(batch_size, device, {key: (dtype name, shape, uint8 bytes)})`` (decoded with numpy);
     ``save_to_disk`` is a plain ``pickle.dump``, and ``torch.save(data)`` wraps the same state;
   * tensordict ``TensorDict`` (pytorch/tensordict, ``tensordict/_reductions.py``): pickled
     as ``_make_td(TensorDict, state)`` with the tensors in ``state["_tensordict"]``, or, once
@@ -310,8 +311,10 @@ def _skyrl_tensor(value: Any) -> Any:
         return _load_tensor_bytes(value["data"])
     if fmt == "tensor_list":
         return [_skyrl_tensor(v) for v in value["items"]]
+    if fmt != "numpy":
+        raise ValueError(f"unknown format {fmt!r}")
     arr = np.frombuffer(value["data"], dtype=np.dtype(value["dtype"]))
-    return arr.reshape(value["shape"])
+    return arr.reshape(tuple(value["shape"]))
 
 
 def _tensordict_items(td: StandIn) -> dict[str, Any]:
@@ -325,6 +328,48 @@ def _tensordict_items(td: StandIn) -> dict[str, Any]:
     for a in td.args:
         if isinstance(a, dict):
             out.update(a)
+    return out
+
+
+def _is_numpy_serialized(raw: Any) -> bool:
+    """verl's ``serialize_tensordict``: ``(batch_size, device, {key: encoded tensor})``."""
+    return (
+        isinstance(raw, tuple) and len(raw) == 3 and isinstance(raw[2], dict)
+        and (raw[1] is None or isinstance(raw[1], str))
+    )  # fmt: skip
+
+
+#: torch dtype names of verl's numpy serialization -> numpy dtypes (bfloat16: see below).
+_TORCH_TO_NUMPY = {
+    "float64": np.float64, "float32": np.float32, "float16": np.float16, "int64": np.int64,
+    "int32": np.int32, "int16": np.int16, "int8": np.int8, "uint8": np.uint8, "bool": np.bool_,
+}  # fmt: skip
+
+
+def _numpy_tensordict(raw: tuple, file: Path, label: str) -> dict[str, np.ndarray]:
+    """Decode verl's numpy serialization of a ``TensorDict`` (volcengine/verl
+    ``verl/protocol.py``, ``serialize_single_tensor``: each tensor is ``(dtype name, shape,
+    raw bytes as a uint8 array)``; a nested tensor is ``(layout, [encoded tensors])``, not a
+    logprob field, and is left out). ``bfloat16`` becomes float32 exactly (its 16 bits are the
+    high half of a float32)."""
+    out: dict[str, np.ndarray] = {}
+    for key, enc in raw[2].items():
+        if not (isinstance(enc, tuple) and len(enc) == 3):
+            continue  # nested (jagged) tensor
+        dtype, shape, data = enc
+        try:
+            buf = np.asarray(data, dtype=np.uint8).reshape(-1)
+            shape = tuple(int(n) for n in shape)
+            if dtype == "bfloat16":
+                hi = buf.view(np.uint16).astype(np.uint32) << 16
+                arr = hi.view(np.float32)
+            else:
+                arr = buf.view(_TORCH_TO_NUMPY[str(dtype)])
+            out[str(key)] = arr.reshape(shape)
+        except (KeyError, ValueError, TypeError) as err:
+            raise LogFormatError(
+                file, "file", str(key), f"{label} numpy-serialized tensor unreadable ({err})"
+            ) from None
     return out
 
 
@@ -343,11 +388,31 @@ def _harvest(obj: Any, file: Path) -> Any:
         return obj
     label = type(obj).label
     if label.startswith("SkyRL"):
-        st = obj.state if isinstance(obj.state, dict) else {}
+        if obj.state is not None and not isinstance(obj.state, dict):
+            raise LogFormatError(
+                file, "file", None,
+                f"{label}: pickled state is a {type(obj.state).__name__}, not a dict",
+            )  # fmt: skip
+        st = obj.state or {}
         bd = st.get("batch_dict")
+        if bd is not None and not isinstance(bd, dict):
+            raise LogFormatError(
+                file, "file", "batch_dict", f"{label}: a {type(bd).__name__}, not a dict"
+            )
         d = dict(obj)
-        if isinstance(bd, dict):
-            d.update({k: _skyrl_tensor(v) for k, v in bd.items() if v is not None})
+        for k, v in (bd or {}).items():
+            if v is None:
+                continue
+            try:
+                d[k] = _skyrl_tensor(v)
+            except PickleRefused:
+                raise
+            except (KeyError, ValueError, TypeError, AttributeError, IndexError,
+                    RuntimeError, EOFError, pickle.UnpicklingError) as err:  # fmt: skip
+                what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+                raise LogFormatError(
+                    file, "file", str(k), f"{label}: malformed serialized tensor ({what})"
+                ) from None
         return {k: v for k, v in d.items() if v is not None}
     if label.startswith("verl"):
         st = obj.state
@@ -364,6 +429,8 @@ def _harvest(obj: Any, file: Path) -> Any:
                 raise LogFormatError(
                     file, "file", "batch", f"{label} batch: {err}; {_TRUST_HINT}"
                 ) from None
+        elif _is_numpy_serialized(raw):  # VERL_DATAPROTO_SERIALIZATION_METHOD=numpy
+            raw = _numpy_tensordict(raw, file, label)
         d = _harvest(raw, file) if raw is not None else {}
         d = dict(d) if isinstance(d, dict) else {}
         if isinstance(non_tensor, dict):

@@ -5,10 +5,13 @@ verl 0.9.1 (``rollout_corr_helper.compute_rollout_rejection_mask``) returns a mo
 ``token_*`` options only the rejected tokens. :func:`rollout_rs_mask` returns that mask from
 our statistics (:func:`~trm_bounds.masking.sequence_stats`, :func:`~trm_bounds.masking.decide`)
 plus one per-token pass for the ``token_*`` options, so its decisions are verl's on every row
-(``tests/masking/test_verl_rs.py``), with one deliberate difference: verl clips
-``r = log pi_theta - log pi_roll`` to ``[-20, 20]``; we do not unless
-``clamp_log_ratio=20``, so a trainer logprob of ``-inf`` is an infinite divergence (every
-criterion rejects it) instead of ``k2 = 200``. Token ``k1 = -r``, ``k2 = r^2/2``,
+(``tests/masking/test_verl_rs.py``). Like verl, it clips ``r = log pi_theta - log pi_roll`` to
+``[-20, 20]`` by default (verl's ``SAFETY_BOUND``, :data:`VERL_SAFETY_BOUND`): a finite
+``|r| > 20`` counts as ``|r| = 20`` (``k2 = 200``) and a trainer logprob of ``-inf`` as
+``r = -20``. The switch that departs from verl is ``clamp_log_ratio=None``: ``r`` unclipped,
+so a token with ``|r| > 20`` counts in full and a trainer ``-inf`` is an infinite divergence
+that every criterion rejects (the honest reading of a zero-probability token; verl keeps a
+long sequence holding one under ``seq_mean_k3``). Token ``k1 = -r``, ``k2 = r^2/2``,
 ``k3 = e^r - 1 - r``.
 """
 
@@ -24,7 +27,10 @@ from trm_bounds.masking.stats import sequence_stats
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["rollout_rs_mask"]
+__all__ = ["VERL_SAFETY_BOUND", "rollout_rs_mask"]
+
+#: verl's clip of the log ratio (``rollout_corr_helper``: ``SAFETY_BOUND = 20.0``).
+VERL_SAFETY_BOUND = 20.0
 
 
 def rollout_rs_mask(
@@ -34,7 +40,7 @@ def rollout_rs_mask(
     rollout_rs: str,
     rollout_rs_threshold: str | float,
     *,
-    clamp_log_ratio: float | None = None,
+    clamp_log_ratio: float | None = VERL_SAFETY_BOUND,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""verl's modified response mask for ``rollout_rs`` at ``rollout_rs_threshold``.
 
@@ -48,7 +54,8 @@ def rollout_rs_mask(
         response_mask: ``(B, T)`` valid-token mask.
         rollout_rs, rollout_rs_threshold: verl's option strings
             (:func:`~trm_bounds.masking.parse_rollout_rs`).
-        clamp_log_ratio: clip ``r`` to ``[-c, c]`` first (20 for verl's decisions exactly).
+        clamp_log_ratio: clip ``r`` to ``[-c, c]`` first; default verl's 20 (verl's
+            decisions exactly); None departs from verl (``r`` unclipped).
 
     Returns:
         ``(token_mask, seq_accept)``: ``(B, T)`` bool (True = kept; False on padding) and
