@@ -1,5 +1,5 @@
 """The evaluation report: ``report.json`` (schema ``trm-bounds-report/v1``), ``report.md``
-and the streamed per-sequence ``sequences.csv`` (docs/theory.md §6, §9).
+and ``sequences.csv`` (:mod:`trm_bounds.evaluate.sequences_csv`; docs/theory.md §6, §9).
 
 The observed divergences are plug-in values (maxima over the logged tokens only; with
 sampled tokens only, neither lower bounds nor unbiased estimates); the bounds
@@ -11,10 +11,7 @@ a stated confidence level with no assumption on the maxima (docs/theory.md §9),
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,6 @@ import numpy as np
 
 from trm_bounds.evaluate.stats import HIST_EDGES, Stats
 from trm_bounds.evaluate.words import headline, meaning, percent, version_line
-from trm_bounds.logs import Batch
 from trm_bounds.masking.criteria import (
     DEFAULT_THRESHOLDS,
     STAT_OF_CRITERION,
@@ -446,52 +442,3 @@ def error_markdown(e: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {name} | {_fmt(q['estimate'])} | {iv} | {_fmt(q.get('pareto_k'))} |")
     lines += ["", error_notes(e), "", "Assumptions: " + "; ".join(e["assumptions"]) + ".", ""]
     return lines
-
-
-_CSV_FIRST = ("length", "k2_max", "k3_mean", "ser", "ln_trm", "log_ppl_diff")
-
-
-class _CsvSink:
-    """Streams per-sequence rows into a temporary file beside the final ``sequences.csv``."""
-
-    def __init__(self, out_dir: Path):
-        fd, self.tmp = tempfile.mkstemp(dir=out_dir, prefix=".sequences.csv.", suffix=".tmp")
-        self.fh = os.fdopen(fd, "w", newline="")
-        self.writer = csv.writer(self.fh)
-        self.header: list[str] | None = None
-        self.n = 0
-
-    def write(self, batch: Batch, cols: dict[str, np.ndarray]) -> None:
-        keys = [k for k in _CSV_FIRST] + [k for k in ("kl_max",) if k in cols]
-        keys += [k for k in cols if k.startswith("accept:")]
-        extra = {}
-        if batch.reward is not None:
-            extra["reward"] = batch.reward.tolist()
-        if batch.prompt_id is not None:
-            extra["prompt_id"] = [str(p) for p in batch.prompt_id.tolist()]
-        header = ["sequence", "source", "record"] + keys + list(extra)
-        if self.header is None:
-            self.header = header
-            self.writer.writerow(header)
-        B = len(batch)
-        columns = [
-            list(range(self.n, self.n + B)),
-            [batch.source] * B,
-            list(range(batch.first_record, batch.first_record + B)),
-        ]
-        for k in keys:
-            v = cols[k]
-            columns.append(v.astype(int).tolist() if v.dtype == bool else v.tolist())
-        columns += list(extra.values())
-        if len(header) != len(self.header):  # shards with different optional fields
-            columns = columns[: len(self.header)]
-        self.writer.writerows(zip(*columns, strict=False))
-        self.n += B
-
-    def commit(self, path: Path) -> None:
-        self.fh.close()
-        os.replace(self.tmp, path)
-
-    def discard(self) -> None:
-        self.fh.close()
-        Path(self.tmp).unlink(missing_ok=True)

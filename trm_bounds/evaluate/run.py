@@ -17,7 +17,8 @@ from trm_bounds.evaluate.certified import SequenceTerms
 from trm_bounds.evaluate.chunk import evaluate_chunk
 from trm_bounds.evaluate.options import EvaluateOptions
 from trm_bounds.evaluate.output import OutputFolder
-from trm_bounds.evaluate.report import _CsvSink, build_report, report_markdown
+from trm_bounds.evaluate.report import build_report, report_markdown
+from trm_bounds.evaluate.sequences_csv import CsvSink
 from trm_bounds.evaluate.stats import Stats
 from trm_bounds.logs import Batch, LogFormatError, count_sequences, iter_batches
 from trm_bounds.results import atomic_write_text, to_jsonable
@@ -201,7 +202,7 @@ def _evaluate(paths: list, out: Path, opts: EvaluateOptions) -> dict[str, Any]:
     folder = OutputFolder(out, REPORT_OUTPUTS, last="report.json", overwrite=opts.overwrite)
     with folder as tmp:
         total = count_sequences(paths, fmt=opts.fmt)
-        sink = _CsvSink(tmp)
+        sink = CsvSink(tmp)
         stats = Stats()
         terms = SequenceTerms()  # per-sequence X_i etc. for the certified section (O(N))
         limits = _Limits(opts)
