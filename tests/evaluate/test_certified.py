@@ -142,6 +142,26 @@ def test_without_a_generation_limit_no_certified_claim(tmp_path):
         assert "--max-response-length" in text and "probability at least" not in text
 
 
+def test_generation_limit_and_groups_from_the_artifact(tmp_path):
+    """A verl DataProto whose ``responses`` are padded to the configured limit, with ``uid``:
+    the report certifies at that limit over the uid groups and says where both came from; the
+    option, when given, is the one used."""
+    torch = pytest.importorskip("torch")
+    from tests.logs.test_dataset import random_source, write_pt
+
+    src = random_source(B=12, T=9)
+    width = src["lp"].shape[1]
+    path = write_pt(tmp_path / "a.pt", src, uid=[f"u{i // 4}" for i in range(12)],
+                    responses=torch.zeros((12, width), dtype=torch.int64))  # fmt: skip
+    c = evaluate(path, tmp_path / "o", progress=False)["certified"]
+    assert c["computed"] and c["T_max"] == width and "responses" in c["T_max_source"]
+    assert c["unit"] == "group" and c["n_groups"] == 3 and c["group_field"] == "uid"
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "key: uid" in md and c["T_max_source"] in md
+    c = evaluate(path, tmp_path / "o2", progress=False, max_response_length=64)["certified"]
+    assert c["T_max"] == 64 and c["T_max_source"] == "the max_response_length option"
+
+
 @pytest.mark.parametrize("chunk_size", [7, 1000])
 def test_streamed_certificate_equals_the_library_on_whole_arrays(tmp_path, chunk_size):
     """Terms collected chunk by chunk (groups, pad rows included) give the library's numbers
