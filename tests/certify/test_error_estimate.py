@@ -9,9 +9,9 @@ import math
 
 import numpy as np
 import pytest
+
 from tests.certify.test_linear import _sample
 from tests.tolerances import ATOL, RTOL
-
 from trm_bounds.certify import estimate_error
 from trm_bounds.certify.error_estimate import QUANTITIES, error_terms, estimate_error_sums
 from trm_bounds.certify.exact import sequence_table

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 from scipy.stats import genpareto
-from tests.tolerances import ATOL, RTOL
 
+from tests.tolerances import ATOL, RTOL
 from trm_bounds.certify.pareto import gpd_fit, khat_threshold, pareto_khat, tail_length
 
 

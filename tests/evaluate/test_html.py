@@ -42,7 +42,8 @@ def demo(tmp_path_factory) -> Path:
     from trm_bounds.plot.evaluate import draw_report_figures
 
     out = tmp_path_factory.mktemp("demo") / "out"
-    evaluate(demo_dump_path(), out, progress=False, draw_figures=draw_report_figures)
+    evaluate(demo_dump_path(), out, progress=False, draw_figures=draw_report_figures,
+             max_response_length=512)
     return out
 
 
@@ -107,12 +108,36 @@ def test_certified_section_rendered_when_present_and_skipped_when_absent(demo):
     head = page[page.index('id="verdict"'):page.index("<h2>Metrics")]
     assert html.escape(verdict["text"]) in head
     cls = "bad" if verdict["status"] == "vacuous" else "good"
-    assert f'<p class="{cls}"><b>' in head
+    assert f'<p class="{cls}">' in head
     for key in ("bound_proved_here", "bound_sharp", "bound_published"):
         assert f"{cert[key]:.4g}" in head
     old = {k: v for k, v in base.items() if k not in ("certified", "verdict")}
     page = report_html(old)
     assert "No certified bound" in page and "<h2>Metrics" in page
+    none = dict(base, certified={"computed": False, "reason": "the generation limit is unknown",
+                                 "what_to_pass": "pass --max-response-length N"})
+    page = report_html(none)
+    assert 'id="no-certificate"' in page and "--max-response-length" in page
+
+
+def test_page_opens_with_the_headline_rates_in_percent_and_an_honest_footer(demo):
+    """One line first (the certified bound and whether it says anything); every raw id with
+    its meaning; rates printed one way; the footer never says 'git None'."""
+    import json
+
+    from trm_bounds.evaluate.words import meaning, percent
+
+    base = json.loads((demo / "report.json").read_text())
+    page = (demo / "report.html").read_text()
+    assert page.index('id="headline"') < page.index('id="verdict"')
+    assert html.escape(base["headline"]) in page and "certified |Error| <=" in base["headline"]
+    for c, d in base["criteria"].items():
+        assert html.escape(meaning(c)) in page and percent(d["acceptance_rate"]) in page
+    for k in base["metrics"]:
+        assert html.escape(meaning(k)) in page
+    assert "git None" not in report_html(dict(base, git_hash=None))
+    assert f"trm-bounds {base['version']}" in page
+
 
 def test_hostile_fields_are_escaped(demo):
     """Every hostile string appears only escaped: no raw tag or attribute break-out."""

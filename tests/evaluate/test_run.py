@@ -702,3 +702,101 @@ def test_figures_callback_outputs_are_moved_into_place(tmp_path):
     assert seen["n"] == rep["n_sequences"] and (out / "a.png").read_bytes() == b"png"
     assert "](a.png)" in (out / "report.md").read_text()
     assert not [n for n in (p.name for p in out.iterdir()) if n.startswith(".")]
+
+
+# ----------------------------------------------------------------------------- bad command lines
+
+BAD_LINES = {
+    # name: (argv after the dump/--demo part, words the one stderr line must hold)
+    "demo_with_a_dump": (["--demo", "DUMP"], "--demo evaluates the shipped demo dump alone"),
+    "huge_buckets": (["--demo", "--buckets", "1000000000"], "--buckets: must be at most 1000"),
+    "address_without_ray": (["--demo", "--address", "auto"], "--address: only with engine 'ray'"),
+    "zero_limit": (["--demo", "--max-response-length", "0"],
+                   "--max-response-length: must be a positive integer"),
+    "empty_reward_range": (["--demo", "--reward-range", "1", "0"], "--reward-range: needs LO < HI"),
+    "nan_reward_range": (["--demo", "--reward-range", "0", "nan"], "--reward-range: two finite"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_LINES))
+def test_bad_command_lines_are_one_line_and_leave_nothing(tmp_path, capsys, case):
+    """Issue 16's command lines: ``--demo my_dump.jsonl`` (it merged the demo into the user's
+    data), ``--buckets 1000000000`` (it hung), ``--address`` without ``--engine ray`` (ignored),
+    and the certificate's a-priori inputs: exit 2, one line naming the flag, no folder."""
+    argv, words = BAD_LINES[case]
+    dump = str(write_npz(tmp_path / "my_dump.npz", random_source(seed=41)))
+    argv = [dump if a == "DUMP" else a for a in argv]
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out), "--quiet", "--no-figures"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, err
+    assert not out.exists()
+
+
+def test_library_refuses_the_same_options_by_field_name():
+    """The library's words are field names (the CLI maps them to flags)."""
+    from trm_bounds.evaluate import EvaluateOptions, OptionError
+    from trm_bounds.evaluate.options import MAX_BUCKETS
+
+    for kw, field in (({"n_buckets": MAX_BUCKETS + 1}, "n_buckets"),
+                      ({"address": "auto"}, "address"), ({"engine": "spark"}, "engine"),
+                      ({"rollout_rs": "seq_max_k2"}, "rollout_rs_threshold"),
+                      ({"criteria": "seq_max_k2"}, "criteria")):  # fmt: skip
+        with pytest.raises(OptionError) as err:
+            EvaluateOptions(**kw)
+        assert err.value.field == field and str(err.value).startswith(f"{field}: ")
+    assert EvaluateOptions(n_buckets=MAX_BUCKETS, engine="ray", address="auto").address == "auto"
+    with pytest.raises(TypeError):
+        EvaluateOptions(bogus=1)  # type: ignore[call-arg]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_killed_run_leaves_no_hidden_folder(tmp_path, signame):
+    """A run killed while it works (SIGTERM as a batch system sends, SIGINT as Ctrl-C): the
+    output transaction removes its staging folder ``.evaluate.*`` and the folder it made."""
+    import os
+    import signal
+    import time
+
+    rng = np.random.default_rng(42)
+    n, T = 200_000, 16
+    lr = -rng.uniform(0.1, 2.0, (n, T))
+    np.savez(tmp_path / "big.npz", old_log_probs=lr - 0.01, rollout_log_probs=lr,
+             response_mask=np.ones((n, T), bool))  # fmt: skip
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "trm_bounds", "evaluate",
+                             str(tmp_path / "big.npz"), "--out", str(out), "--quiet",
+                             "--no-figures", "--chunk-size", "256"],
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(".evaluate.*")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        assert list(out.glob(".evaluate.*")), "the run never started writing"
+        time.sleep(0.3)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, getattr(signal, signame))
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "interrupted" in proc.stderr.read()
+    assert not out.exists(), sorted(p.name for p in out.iterdir())
+
+
+@pytest.mark.e2e
+def test_mistyped_path_is_said_before_heavy_imports(tmp_path):
+    """A dump path that matches nothing: one line, exit 2, and neither torch nor the readers'
+    heavy libraries were imported to say so (the time goes to the answer, not the imports)."""
+    code = ("import sys; from trm_bounds.cli import main; "
+            f"rc = main(['evaluate', {str(tmp_path / 'nope.npz')!r}, '--out', "
+            f"{str(tmp_path / 'o')!r}]); "
+            "assert rc == 2, rc; assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "nope.npz" in proc.stderr
+    assert not (tmp_path / "o").exists()

@@ -54,14 +54,16 @@ def test_by_step_rows_equal_separate_evaluations(run_dir, tmp_path):
     assert (tmp_path / "out" / "step_10" / "report.json").exists()
 
 
-def test_failed_run_leaves_out_as_it_was(run_dir, tmp_path):
+def test_failed_run_leaves_nothing_stale_or_partial(run_dir, tmp_path):
+    """A failed run with ``overwrite``: the earlier run's outputs are gone (none of them can
+    pass for the new run's), nothing of the failed run is left, the user's other files stay."""
     out = tmp_path / "out"
     evaluate_run(run_dir, out, progress=False)
-    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    (out / "notes.txt").write_text("mine")
     (run_dir / "train_data_step2.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError):
         evaluate_run(run_dir, out, progress=False, overwrite=True)
-    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
@@ -80,8 +82,12 @@ def test_compare_is_b_minus_a(run_dir, tmp_path):
 def test_cli_by_step_with_trend_figures_and_compare(run_dir, tmp_path):
     out = tmp_path / "o"
     assert main([str(run_dir), "--by-step", "--out", str(out), "--quiet"]) == 0
-    for stem in ("trend_mismatch", "trend_acceptance", "trend_bounds"):
+    for stem in ("trend_certified", "trend_mismatch_nats", "trend_mismatch_scores",
+                 "trend_acceptance", "trend_bounds"):
         assert (out / f"{stem}.png").stat().st_size > 0
+    page = (out / "run.html").read_text()
+    assert 'src="data:image/png;base64,' in page and "<script" not in page
+    assert page.index('id="verdict"') < page.index("Mismatch metrics")
     assert main([str(run_dir), "--compare", "--out", str(tmp_path / "c"), "--quiet"]) == 2
     a, b = str(run_dir / "train_data_step1.npz"), str(run_dir / "train_data_step2.npz")
     assert main([a, b, "--compare", "--out", str(tmp_path / "c"), "--quiet", "--no-figures"]) == 0
@@ -97,7 +103,7 @@ def test_cli_runs_honour_level_and_html_flags(run_dir, tmp_path):
     assert len(steps) == 3
     for d in steps:
         rep = json.loads((d / "report.json").read_text())
-        assert rep["certified"]["published"]["level"] == 0.9
+        assert rep["certified"]["level"] == 0.9
         assert not (d / "report.html").exists()
     a, b = str(run_dir / "train_data_step1.npz"), str(run_dir / "train_data_step2.npz")
     c = tmp_path / "c"
@@ -105,5 +111,36 @@ def test_cli_runs_honour_level_and_html_flags(run_dir, tmp_path):
                  "--level", "0.8"]) == 0  # fmt: skip
     for side in ("a", "b"):
         rep = json.loads((c / side / "report.json").read_text())
-        assert rep["certified"]["published"]["level"] == 0.8
+        assert rep["certified"]["level"] == 0.8
         assert (c / side / "report.html").exists()
+
+
+def test_run_page_and_comparison_lead_with_the_certified_bound(run_dir, tmp_path):
+    """run.md opens with the certified bound over the steps, then a row per step; compare.md
+    with both certified bounds and verdicts, then mask rates in percent and the metrics,
+    each with its meaning; every number of the JSON rows stays in compare.json."""
+    from trm_bounds.evaluate.words import meaning, percent
+
+    res = evaluate_run(run_dir, tmp_path / "r", progress=False, max_response_length=30)
+    md = (tmp_path / "r" / "run.md").read_text()
+    bounds = [r["certified:bound"] for r in res["steps"]]
+    assert all(isinstance(b, float) for b in bounds)
+    assert md.splitlines()[2].startswith(f"**certified |Error| from {min(bounds):.3g} to "
+                                         f"{max(bounds):.3g} over 3 steps")  # fmt: skip
+    a, b = run_dir / "train_data_step1.npz", run_dir / "train_data_step10.npz"
+    cmp = compare(a, b, tmp_path / "c", progress=False, max_response_length=30)
+    assert list(cmp["rows"])[:2] == ["certified:bound", "certified:dbar_sum_ucb"]
+    text = (tmp_path / "c" / "compare.md").read_text()
+    first = text.splitlines()[2]
+    va, vb = cmp["rows"]["verdict"]["a"], cmp["rows"]["verdict"]["b"]
+    assert first.startswith("**Certified at level 0.95: a |Error| <= ")
+    assert va in first and vb in first
+    table = text[text.index("| quantity"):]
+    assert table.index("certified:bound") < table.index("kept by") < table.index("`k3_mean`")
+    for k, v in cmp["rows"].items():
+        if k.startswith("acceptance:"):
+            assert percent(v["a"]) in text and meaning(k.split(":", 1)[1]) in text
+    no_limit = compare(a, b, tmp_path / "c2", progress=False)
+    assert no_limit["rows"]["certified:bound"] == {"a": None, "b": None, "b_minus_a": None}
+    text = (tmp_path / "c2" / "compare.md").read_text()
+    assert "no certified bound (no generation limit)" in text

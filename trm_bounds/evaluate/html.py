@@ -26,7 +26,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TITLE", "FIGURE_CAPTIONS", "report_html"]
+from trm_bounds.evaluate.report import error_notes, plugin_note
+from trm_bounds.evaluate.words import meaning, percent, version_line
+
+__all__ = ["TITLE", "FIGURE_CAPTIONS", "TREND_CAPTIONS", "report_html", "run_html"]
 
 #: The page title (a test checks it in a real browser).
 TITLE = "trm-bounds evaluation report"
@@ -78,9 +81,10 @@ _CAVEATS = (
     (
         "What is certified",
         "A certified bound (when present) holds with the stated confidence under the stated "
-        "conditions (typically: sequences sampled independently from the rollout policy). It "
-        "is vacuous when it is at least 1, the range of a reward in [0, 1]: it then says "
-        "nothing the reward range did not already say.",
+        "conditions (sequences, or groups of responses to one prompt, sampled independently "
+        "from the rollout policy; the generation limit and the reward range known before the "
+        "data). It is vacuous when it is not below the reward span (1 for rewards in [0, 1]): "
+        "it then says nothing the reward range did not already say.",
     ),
     (
         "Acceptance",
@@ -129,50 +133,48 @@ def _verdict(r: Mapping[str, Any]) -> list[str]:
     out = ['<section class="verdict" id="verdict"><h2>Verdict</h2>']
     v, cert = r.get("verdict"), r.get("certified")
     if isinstance(v, Mapping) and v.get("text"):
-        cls = "bad" if v.get("status") == "vacuous" else "good"
-        out.append(f'<p class="{cls}"><b>{_e(v["text"])}</b></p>')
-    if isinstance(cert, Mapping) and cert.get("bound_proved_here") is not None:
+        good = v.get("status") in ("informative", "decides the sign of the gain")
+        cls = "good" if good else "bad"
+        out.append(f'<p class="{cls}">{_e(v["text"])}</p>')
+    if isinstance(cert, Mapping) and cert.get("computed", True) and "bound_proved_here" in cert:
         out.append(_table(("certified bound on |Error|", "value"), (
             ("constant 1, proved here (docs/theory.md §9)", cert["bound_proved_here"]),
             ("sharp constant 2", cert.get("bound_sharp")),
             ("published constant 4", cert.get("bound_published")),
         )))  # fmt: skip
+        lo, hi = cert.get("reward_range", (0.0, 1.0))
+        src = f" (from {_e(cert['T_max_source'])})" if cert.get("T_max_source") else ""
         out.append(
             f"<p>At confidence level {_num(cert.get('level'))} ({_e(cert.get('method', '-'))} "
-            f"upper confidence bound on sum_t Dbar_t from {_num(cert.get('n_sequences'))} "
-            f"sequences, T_max = {_num(cert.get('T_max'))}).</p>"
+            f"upper confidence bound on sum_t Dbar_t over {_num(cert.get('n_units'))} "
+            f"{_e(cert.get('unit', 'sequence'))}s, generation limit T_max = "
+            f"{_num(cert.get('T_max'))}{src}, rewards in [{_num(lo)}, {_num(hi)}]).</p>"
         )
-        cond = (cert.get("proved_here") or {}).get("conditions")
-        if cond:
-            out.append("<p>It assumes: " + "; ".join(_e(c) for c in cond) + ".</p>")
+        if cert.get("conditions"):
+            out.append("<p>It assumes: " + "; ".join(_e(c) for c in cert["conditions"]) + ".</p>")
+    elif isinstance(cert, Mapping) and "reason" in cert:
+        out.append(f'<p class="bad" id="no-certificate">No certified claim: {_e(cert["reason"])}.'
+                   f" To get one, {_e(cert.get('what_to_pass', ''))}.</p>")
     else:
-        out.append(
-            "<p>No certified bound in this report (it has no <code>certified</code> "
-            "section); the bounds below are conditional plug-in values.</p>"
-        )
+        out.append("<p>No certified bound in this report (it has no <code>certified</code> "
+                   "section); the bounds below are conditional plug-in values.</p>")
     est = r.get("error_estimate")
     if isinstance(est, Mapping) and isinstance(est.get("error"), Mapping):
         e = est["error"]
-        out.append(
-            f"<p>Estimated actual error (from rewards, an estimate): {_num(e.get('estimate'))}, "
-            f"interval [{_num(e.get('lo'))}, {_num(e.get('hi'))}], effective sample size "
-            f"{_num(est.get('ess'))}.</p>"
-        )
-    b = r.get("bounds")
-    if isinstance(b, Mapping) and b.get("computed") and b.get("sharp"):
-        name, val = min(b["sharp"].items(), key=lambda kv: kv[1])
-        cls, word = ("bad", "vacuous") if not val < 1.0 else ("good", "informative")
-        out.append(
-            f"<p>Smallest plug-in bound (conditional, sharp constants): {_e(name)} = "
-            f'{_num(val)} (<span class="{cls}">{word}</span>).</p>'
-        )
+        iv = (f", interval [{_num(e.get('lo'))}, {_num(e.get('hi'))}]"
+              if e.get("lo") is not None else "")  # fmt: skip
+        out.append(f"<p>Estimated actual error (from rewards, an estimate, not a certificate): "
+                   f"{_num(e.get('estimate'))}{iv}. {_e(error_notes(est))}</p>")  # fmt: skip
+    note = plugin_note(r) if isinstance(r.get("bounds"), Mapping) else None
+    if note:
+        out.append(f"<p>{_e(note)}</p>")
     crit = r.get("criteria") or {}
     if crit:
         out.append(f"<p>Acceptance at the thresholds in use ({_num(r.get('n_sequences'))} "
                    "sequences):</p>")
         out.append(_table(
             ("criterion", "threshold", "kept"),
-            ((c, d.get("threshold"), f"{d.get('acceptance_rate', 0.0):.1%}")
+            ((c, d.get("threshold"), percent(d.get("acceptance_rate", math.nan)))
              for c, d in crit.items()),
         ))  # fmt: skip
     out.append("</section>")
@@ -189,9 +191,9 @@ def _steps(r: Mapping[str, Any]) -> list[str]:
     return ["<h2>Per-step trends</h2>", _table(keys, rows)]
 
 
-def _figure(p: Path) -> str:
+def _figure(p: Path, captions: Mapping[str, str] = FIGURE_CAPTIONS) -> str:
     data = base64.b64encode(p.read_bytes()).decode("ascii")
-    cap = FIGURE_CAPTIONS.get(p.stem, p.stem.replace("_", " "))
+    cap = captions.get(p.stem, p.stem.replace("_", " "))
     return (
         f'<figure id="fig-{_e(p.stem)}"><img alt="{_e(p.stem)}" '
         f'src="data:image/png;base64,{data}"><figcaption>{_e(cap)}</figcaption></figure>'
@@ -212,30 +214,36 @@ def report_html(report: Mapping[str, Any], figures: Iterable[Path] = ()) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(TITLE)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(TITLE)}</h1>",
-        f"<p>{_num(r.get('n_sequences'))} sequences, {_num(r.get('n_tokens'))} valid response "
-        f"tokens. Inputs: {', '.join(_e(i) for i in r.get('inputs', [])) or '-'}</p>",
     ]
+    if r.get("headline"):
+        parts.append(f'<p id="headline"><b>{_e(r["headline"])}</b></p>')
+    parts.append(f"<p>{_num(r.get('n_sequences'))} sequences, {_num(r.get('n_tokens'))} "
+                 f"trained response tokens. Inputs: "
+                 f"{', '.join(_e(i) for i in r.get('inputs', [])) or '-'}</p>")
+    parts += [f"<p>{_e(w)}</p>" for w in r.get("warnings", [])]
     parts += _verdict(r)
     if r.get("metrics"):
-        parts += ["<h2>Metrics</h2>", _table(("metric", "value"), r["metrics"].items())]
+        parts += ["<h2>Metrics</h2>", _table(("metric", "value", "meaning (unit)"),
+                                             ((k, v, meaning(k)) for k, v in r["metrics"].items()))]
     if r.get("criteria"):
         parts += [
             "<h2>Criteria (accepted = kept by the mask)</h2>",
             _table(
-                ("criterion", "threshold", "accepted", "rate"),
-                ((c, d.get("threshold"), d.get("accepted"), d.get("acceptance_rate"))
-                 for c, d in r["criteria"].items()),
+                ("criterion", "meaning (unit)", "threshold", "accepted", "rate"),
+                ((c, meaning(c), d.get("threshold"), d.get("accepted"),
+                  percent(d.get("acceptance_rate", math.nan))) for c, d in r["criteria"].items()),
             ),
         ]  # fmt: skip
     buckets = r.get("length_buckets") or []
     if buckets:
         crit = list(buckets[0].get("acceptance_rate", {}))
         parts += [
-            "<h2>Acceptance by length bucket</h2>",
+            "<h2>Acceptance by length bucket (percent kept)</h2>",
             _table(
                 ["lengths", "n", *crit],
                 ([f"{b['min_length']}-{b['max_length']}", b["n_sequences"],
-                  *(b["acceptance_rate"].get(c) for c in crit)] for b in buckets),
+                  *(percent(b["acceptance_rate"].get(c, math.nan)) for c in crit)]
+                 for b in buckets),
             ),
         ]  # fmt: skip
     parts += _steps(r)
@@ -269,6 +277,58 @@ def report_html(report: Mapping[str, Any], figures: Iterable[Path] = ()) -> str:
         parts += [_figure(p) for p in figs]
     parts.append('<h2>Caveats</h2><dl id="caveats">')
     parts += [f"<dt><b>{_e(t)}</b></dt><dd>{_e(d)}</dd>" for t, d in _CAVEATS]
-    parts += ["</dl>", f"<p><small>git {_e(r.get('git_hash', '-'))}, schema "
-              f"{_e(r.get('schema', '-'))}</small></p>", "</body></html>"]  # fmt: skip
+    foot = version_line(str(r.get("version", "?")), r.get("git_hash"))
+    parts += ["</dl>", f"<p><small>{_e(foot)}, schema {_e(r.get('schema', '-'))}</small></p>",
+              "</body></html>"]  # fmt: skip
+    return "\n".join(parts) + "\n"
+
+
+#: Captions of the run page's trend figures (:mod:`trm_bounds.plot.figures_runs`).
+TREND_CAPTIONS = {
+    "trend_certified": "Certified bound on |Error| at each training step (constant 1, "
+                       "docs/theory.md §9); a step without a generation limit has no point.",
+    "trend_mismatch_nats": "Mismatch metrics measured in nats, at each training step.",
+    "trend_mismatch_scores": "Dimensionless mismatch scores at each training step.",
+    "trend_acceptance": "Percent of sequences each mask keeps, at each training step.",
+    "trend_bounds": "Plug-in unified bound at each step: conditional, guarantees nothing.",
+}
+
+
+def run_html(run: Mapping[str, Any], figures: Iterable[Path] = ()) -> str:
+    """``run.html``: the run page of ``run.json`` (:func:`trm_bounds.evaluate.runs.evaluate_run`),
+    self-contained like :func:`report_html`: the certified bound per step first, then the
+    mask rates and the mismatch metrics with their meanings, then the trend figures."""
+    rows = [r for r in run.get("steps", []) if isinstance(r, Mapping)]
+    crit = sorted({k.split(":", 1)[1] for r in rows for k in r if k.startswith("acceptance:")})
+    metr = sorted({k.split(":", 1)[1] for r in rows for k in r if k.startswith("metric:")})
+    title = "trm-bounds run report"
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{_e(title)}</h1>", '<section class="verdict" id="verdict">']  # fmt: skip
+    certs = [r["certified:bound"] for r in rows if r.get("certified:bound") is not None]
+    if certs:
+        parts.append(f"<p><b>Certified |Error| (level {_num(run.get('level'))}) from "
+                     f"{_num(min(certs))} to {_num(max(certs))} over {len(rows)} steps.</b></p>")
+    else:
+        parts.append("<p><b>No certified bound at any step: pass --max-response-length N "
+                     "(the generation limit).</b></p>")
+    parts.append(_table(("step", "certified bound on |Error|", "verdict"), (
+        (r.get("step"), r.get("certified:bound"), r.get("verdict") or "-") for r in rows)))
+    parts += ["</section>", "<h2>What the masks keep (percent of sequences)</h2>",
+              _table(["step", *crit], ([r.get("step"), *(percent(r.get(f"acceptance:{c}",
+                                                                       math.nan))
+                                                         for c in crit)] for r in rows)),
+              "<h2>Mismatch metrics</h2>",
+              _table(["step", *metr], ([r.get("step"), *(r.get(f"metric:{m}") for m in metr)]
+                                       for r in rows)),
+              "<dl>"]  # fmt: skip
+    parts += [f"<dt><code>{_e(k)}</code></dt><dd>{_e(meaning(k))}</dd>" for k in [*metr, *crit]]
+    parts.append("</dl>")
+    figs = [Path(p) for p in figures if Path(p).suffix == ".png"]
+    if figs:
+        parts.append("<h2>Trends</h2>")
+        parts += [_figure(p, TREND_CAPTIONS) for p in figs]
+    foot = version_line(str(run.get("version", "?")), run.get("git_hash"))
+    parts += [f"<p><small>{_e(foot)}, schema {_e(run.get('schema', '-'))}</small></p>",
+              "</body></html>"]
     return "\n".join(parts) + "\n"

@@ -146,6 +146,10 @@ def _rows_only(b: Batch) -> Batch:
         prompt_id=b.prompt_id,
         logits=None if b.logits is None else np.empty((B, 0, 0)),
         topk=None if b.topk is None else {},
+        group_field=b.group_field,  # the certificate's unit and generation limit (evaluate)
+        max_response_length=b.max_response_length,
+        max_response_length_source=b.max_response_length_source,
+        n_nan_tokens=b.n_nan_tokens,
     )
 
 

@@ -1,5 +1,5 @@
 """The evaluation report: ``report.json`` (schema ``trm-bounds-report/v1``), ``report.md``
-and the streamed per-sequence ``sequences.csv`` (docs/theory.md §6, §9).
+and ``sequences.csv`` (:mod:`trm_bounds.evaluate.sequences_csv`; docs/theory.md §6, §9).
 
 The observed divergences are plug-in values (maxima over the logged tokens only; with
 sampled tokens only, neither lower bounds nor unbiased estimates); the bounds
@@ -11,10 +11,7 @@ a stated confidence level with no assumption on the maxima (docs/theory.md §9),
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from trm_bounds.evaluate.stats import HIST_EDGES, Stats
-from trm_bounds.logs import Batch
+from trm_bounds.evaluate.words import headline, meaning, percent, version_line
 from trm_bounds.masking.criteria import (
     DEFAULT_THRESHOLDS,
     STAT_OF_CRITERION,
@@ -196,6 +193,9 @@ def build_report(
     inputs: Sequence[str] = (),
     terms: Mapping[str, Any] | None = None,
     level: float = 0.95,
+    T_max: int | None = None,
+    T_max_source: str | None = None,
+    reward_range: tuple[float, float] = (0.0, 1.0),
 ) -> dict[str, Any]:
     """The ``trm-bounds-report/v1`` dictionary from merged :class:`Stats` .
 
@@ -203,8 +203,10 @@ def build_report(
     dbar_estimate, observed, bounds``. Extra keys used by the figures: ``acceptance_curves``
     and ``histograms`` (right-closed bins on :data:`HIST_EDGES`), plus ``options``/``inputs``.
     With ``terms`` (:meth:`~trm_bounds.evaluate.certified.SequenceTerms.arrays`) also
-    ``certified`` (at ``level``), ``trm_thresholds``, ``verdict`` and, when rewards are
-    logged, ``error_estimate`` (docs/theory.md §9).
+    ``certified`` (at ``level``, with the generation limit ``T_max`` from ``T_max_source``
+    and the a-priori ``reward_range``; without ``T_max`` no certified claim),
+    ``trm_thresholds``, ``verdict``, ``headline`` and, when rewards are logged,
+    ``error_estimate`` (docs/theory.md §9).
     """
     if s.n_sequences == 0:
         raise ValueError("no sequences")
@@ -226,11 +228,18 @@ def build_report(
     for c in s.criteria:
         if "," not in c and STAT_OF_CRITERION[c] in s.hists:
             curves[c] = _curve(s.hists[STAT_OF_CRITERION[c]], s.n_sequences)
-    extra = {} if terms is None else _certified_keys(s, terms, th, level)
-    return {
+    extra = {} if terms is None else _certified_keys(
+        s, terms, th, level=level, T_max=T_max, T_max_source=T_max_source,
+        reward_range=reward_range)  # fmt: skip
+    from trm_bounds import __version__
+
+    report = {
         "schema": SCHEMA,
         "n_sequences": s.n_sequences,
         "n_tokens": s.n_tokens,
+        "n_untrained_rows": s.n_untrained_rows,
+        "n_nan_tokens": s.n_nan_tokens,
+        "warnings": s.warnings,
         "metrics": {
             "log_ppl_abs_diff": s.sum("abs_log_ppl_diff") / s.n_sequences,
             "k3_mean": s.sum("k3_sum") / max(s.n_tokens, 1),
@@ -247,15 +256,20 @@ def build_report(
             k: {"edges": HIST_EDGES.tolist(), "counts": h.tolist()} for k, h in s.hists.items()
         },
         "options": {"ln_delta": ln_delta, "ln_eps": ln_eps, "n_buckets": n_buckets,
-                    "level": level},
+                    "level": level, "max_response_length": T_max,
+                    "reward_range": list(reward_range)},
         "inputs": [str(p) for p in inputs],
+        "version": __version__,
         "git_hash": git_hash(),
         **extra,
     }
+    report["headline"] = headline(report)
+    return report
 
 
-def _certified_keys(s: Stats, terms: Mapping[str, Any], th: Mapping[str, float],
-                    level: float) -> dict[str, Any]:
+def _certified_keys(s: Stats, terms: Mapping[str, Any], th: Mapping[str, float], *,
+                    level: float, T_max: int | None, T_max_source: str | None,
+                    reward_range: tuple[float, float]) -> dict[str, Any]:
     """``certified``, ``error_estimate`` (rewards only), ``trm_thresholds`` and ``verdict``."""
     from trm_bounds.evaluate.certified import (
         certified_section,
@@ -264,15 +278,11 @@ def _certified_keys(s: Stats, terms: Mapping[str, Any], th: Mapping[str, float],
         verdict,
     )
 
-    if terms["lengths"].max() < 1:  # nothing sampled: nothing to certify, nothing to estimate
-        why = "no valid response token in the dump"
-        return {"certified": {"computed": False, "reason": why},
-                "verdict": {"status": "not computed", "against": None, "bound": None,
-                            "text": f"No certified bound: {why}."}}  # fmt: skip
-    cert = certified_section(dict(terms), level=level)
+    cert = certified_section(dict(terms), level=level, T_max=T_max, T_max_source=T_max_source,
+                             reward_range=reward_range)  # fmt: skip
     err = error_section(dict(terms), level=level)
     lengths = np.repeat(np.arange(s.len_count.shape[0]), s.len_count)
-    trm = thresholds_section(th["seq_max_k2"], lengths)
+    trm = thresholds_section(th["seq_max_k2"], lengths[lengths > 0])
     out = {"certified": cert, "trm_thresholds": trm, "verdict": verdict(cert, err, trm)}
     if err is not None:
         out["error_estimate"] = err
@@ -288,150 +298,147 @@ def _fmt(x: Any) -> str:
 
 
 def report_markdown(report: dict[str, Any], figures: Iterable[Path] = ()) -> str:
-    """A readable ``report.md`` (tables plus the figures embedded by relative path)."""
+    """A readable ``report.md``: the headline, the verdict, the certificate, then the detail
+    (every raw id with its meaning and unit, rates in percent) and the figures."""
     r = report
     lines = ["# trm-bounds log evaluation", ""]
+    if "headline" in r:
+        lines += [f"**{r['headline']}**", ""]
     if "verdict" in r:
         lines += ["## Verdict", "", r["verdict"]["text"], ""]
-    lines += [
-        f"Inputs: {', '.join(r['inputs']) or '-'}  ",
-        f"Sequences: {r['n_sequences']}, valid response tokens: {r['n_tokens']}",
-        "",
-    ]
-    if r.get("certified", {}).get("computed", True) and "certified" in r:
+    lines += [f"Inputs: {', '.join(r['inputs']) or '-'}  ", _counts_line(r), ""]
+    lines += [f"- {w}" for w in r.get("warnings", [])] + ([""] if r.get("warnings") else [])
+    if "certified" in r:
         lines += _certified_markdown(r)
-    lines += [
-        "## Metrics",
-        "",
-        "| metric | value |",
-        "|---|---|",
-    ]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in r["metrics"].items()]
-    lines += [
-        "",
-        "## Criteria (accepted = kept by the mask)",
-        "",
-        "| criterion | threshold | accepted | rate |",
-        "|---|---|---|---|",
-    ]
+    lines += ["## Metrics", "", "| metric | value | meaning (unit) |", "|---|---|---|"]
+    lines += [f"| `{k}` | {_fmt(v)} | {meaning(k)} |" for k, v in r["metrics"].items()]
+    lines += ["", "## Criteria (accepted = kept by the mask)", "",
+              "| criterion | meaning (unit) | threshold | accepted | rate |",
+              "|---|---|---|---|---|"]  # fmt: skip
     for c, d in r["criteria"].items():
-        lines.append(
-            f"| `{c}` | {_fmt(d['threshold'])} | {d['accepted']} | {d['acceptance_rate']:.4f} |"
-        )
-    lines += ["", "## Acceptance by length bucket", ""]
+        lines.append(f"| `{c}` | {meaning(c)} | {_fmt(d['threshold'])} | {d['accepted']} | "
+                     f"{percent(d['acceptance_rate'])} |")  # fmt: skip
+    lines += ["", "## Acceptance by length bucket (percent of the bucket's sequences)", ""]
     crit = list(r["criteria"])
     lines.append("| lengths | n | " + " | ".join(f"`{c}`" for c in crit) + " |")
     lines.append("|---|---|" + "---|" * len(crit))
     for b in r["length_buckets"]:
-        rates = " | ".join(f"{b['acceptance_rate'][c]:.3f}" for c in crit)
+        rates = " | ".join(percent(b["acceptance_rate"][c]) for c in crit)
         lines.append(f"| {b['min_length']}-{b['max_length']} | {b['n_sequences']} | {rates} |")
     o = r["observed"]
     lines += [
-        "",
-        "## Observed divergences",
-        "",
-        f"*{o['label']}.* Source: {o['source']}.",
-        "",
-        f"- delta (plug-in): {_fmt(o['delta_plugin'])} -- {o['delta_label']}",
-        f"- eps (plug-in): {_fmt(o['eps_plugin'])} -- {o['eps_label']}",
-        f"- D_KL^seq estimate: {_fmt(o['dkl_seq_estimate'])}",
-        "",
-        "## Bounds",
-        "",
-        f"*{r['bounds']['label']}.*",
-        "",
-    ]
+        "", "## Observed divergences", "",
+        f"*{o['label']}.* Source: {o['source']}.", "",
+        f"- delta (plug-in, nats): {_fmt(o['delta_plugin'])} -- {o['delta_label']}",
+        f"- eps (plug-in, dimensionless): {_fmt(o['eps_plugin'])} -- {o['eps_label']}",
+        f"- D_KL^seq estimate (nats per sequence): {_fmt(o['dkl_seq_estimate'])}",
+        "", "## Plug-in bounds (conditional: they guarantee nothing)", "",
+        f"*{r['bounds']['label']}.*", "",
+    ]  # fmt: skip
     b = r["bounds"]
     if b.get("computed"):
+        note = plugin_note(r)
+        lines += [note, ""] if note else []
         lines += [f"Inputs used: {_fmt(b['inputs'])}", ""]
         lines += [f"- adjustment: {a}" for a in b["adjustments"]]
         lines += ["", "| bound | published | sharp |", "|---|---|---|"]
         lines += [f"| {k} | {_fmt(v)} | {_fmt(b['sharp'][k])} |" for k, v in b["published"].items()]
     else:
         lines.append(f"Not computed: {b.get('reason')}")
+    t = r.get("trm_thresholds")
+    if t is not None:
+        lines += ["", f"What the TRM threshold buys ({t['label']}): at delta = "
+                  f"{t['delta']:g} and T = {t['T']}, the paper's B* would be "
+                  f"{_fmt(t['unified_published'])} (sharp "
+                  f"{_fmt(t['unified_sharp'])})."]  # fmt: skip
     figs = list(figures)
     if figs:
         lines += ["", "## Figures", ""]
         lines += [f"![{p.stem}]({p.name})" for p in figs if p.suffix == ".png"]
+    lines += ["", "---", version_line(r.get("version", "?"), r.get("git_hash"))]
     return "\n".join(lines) + "\n"
+
+
+def _counts_line(r: Mapping[str, Any]) -> str:
+    """Sequences, untrained rows and the certificate's unit (groups and their field)."""
+    text = f"Sequences: {r['n_sequences']}, trained response tokens: {r['n_tokens']}"
+    c = r.get("certified")
+    if c is not None and c.get("unit") == "group":
+        text += (f"; {c['n_groups']} groups of responses sharing a prompt (key: "
+                 f"{c.get('group_field') or 'the prompt id'}): the certificate is over groups")
+    elif c is not None:
+        text += ("; no group key in the dump: the certificate assumes one response per prompt "
+                 "(with GRPO-style groups its level is not guaranteed)")
+    return text
+
+
+def plugin_note(r: Mapping[str, Any]) -> str | None:
+    """Why the smallest plug-in bound can sit under the certified one (then it is said)."""
+    b, c = r["bounds"], r.get("certified")
+    if not b.get("computed") or not c or not c.get("computed"):
+        return None
+    vals = {k: v for k, v in b["published"].items() if isinstance(v, float) and math.isfinite(v)}
+    vals |= {f"{k} (sharp)": v for k, v in b["sharp"].items()
+             if isinstance(v, float) and math.isfinite(v)}  # fmt: skip
+    if not vals:
+        return None
+    name, v = min(vals.items(), key=lambda kv: kv[1])
+    cert = c["proved_here"]["bound"]
+    if not v < cert:
+        return None
+    return (f"The smallest plug-in bound, {name} = {v:.4g}, is below the certified {cert:.4g} "
+            "because it assumes that the largest divergence over every reachable context equals "
+            "the largest one seen in the log, which no log can show: it is conditional and "
+            "guarantees nothing. The certified bound assumes nothing about that maximum and pays "
+            "for the sampling instead.")
 
 
 def _certified_markdown(r: dict[str, Any]) -> list[str]:
     """The certified bounds and, with rewards, the error estimate, as markdown lines."""
     c = r["certified"]
-    lines = [
-        f"## Certified bounds on |Error| (level {c['level']:g}, {c['method']})",
-        "",
-        f"*{c['label']}.* sum_t Dbar_t: estimate {_fmt(c['dbar_sum_estimate'])}, upper "
-        f"confidence bound {_fmt(c['dbar_sum_ucb'])} (T_max = {c['T_max']}).",
-        "",
-        "| bound | constant | certified bound on abs(Error) |",
-        "|---|---|---|",
-        f"| Linear, published (docs/theory.md §4) | 4 | {_fmt(c['published']['bound'])} |",
-        f"| Linear, sharp (§5) | 2 | {_fmt(c['sharp']['bound'])} |",
-        f"| Linear, proved here (§9 Theorem 9.3, not the paper) | 1 | "
-        f"{_fmt(c['proved_here']['bound'])} |",
-        "",
-        "Conditions: " + "; ".join(c["proved_here"]["conditions"]) + ".",
-        "",
-    ]
+    if not c.get("computed", True):
+        lines = ["## Certified bound on |Error|: none", "",
+                 f"No certified claim: {c['reason']}. To get one, {c['what_to_pass']}.", "",
+                 f"(Plug-in mean of X = sum_t (1 - rho_t)_+, not a bound: "
+                 f"{_fmt(c['dbar_sum_estimate'])}.)", ""]  # fmt: skip
+    else:
+        lo, hi = c["reward_range"]
+        src = f" from {c['T_max_source']}" if c.get("T_max_source") else ""
+        lines = [
+            f"## Certified bounds on |Error| (level {c['level']:g}, {c['method']})", "",
+            f"*{c['label']}.* sum_t Dbar_t: estimate {_fmt(c['dbar_sum_estimate'])}, upper "
+            f"confidence bound {_fmt(c['dbar_sum_ucb'])} over {c['n_units']} {c['unit']}s; "
+            f"generation limit T_max = {c['T_max']}{src}; reward range [{lo:g}, {hi:g}].", "",
+            "| bound | constant | certified bound on abs(Error) |", "|---|---|---|",
+            f"| Linear, published (docs/theory.md §4) | 4 | {_fmt(c['published']['bound'])} |",
+            f"| Linear, sharp (§5) | 2 | {_fmt(c['sharp']['bound'])} |",
+            f"| Linear, proved here (§9 Theorem 9.3, not the paper) | 1 | "
+            f"{_fmt(c['proved_here']['bound'])} |", "",
+            "Conditions: " + "; ".join(c["conditions"]) + ".", "",
+        ]  # fmt: skip
+        if c.get("more_data"):
+            lines += [c["more_data"]["text"], ""]
     e = r.get("error_estimate")
     if e is not None:
-        lines += ["## Estimated error (estimates, not certificates)", "",
-                  "| quantity | estimate | interval |", "|---|---|---|"]
-        for k, name in (("error", "Error"), ("J_diff", "J_theta - J_roll"), ("L_prime", "L'")):
-            lines.append(f"| {name} | {_fmt(e[k]['estimate'])} | [{_fmt(e[k]['lo'])}, "
-                         f"{_fmt(e[k]['hi'])}] |")
-        lines += ["", f"ESS of prod_t rho_t: {_fmt(e['ess'])} of {e['n_sequences']}. "
-                  + " ".join(e["warnings"]) + " Assumptions: " + "; ".join(e["assumptions"])
-                  + ".", ""]  # fmt: skip
+        lines += error_markdown(e)
     return lines
 
 
-_CSV_FIRST = ("length", "k2_max", "k3_mean", "ser", "ln_trm", "log_ppl_diff")
+def error_notes(e: Mapping[str, Any]) -> str:
+    """The estimator's sentence on what is shown and why, and its other warnings, once each."""
+    parts = [p for p in (e.get("diagnostic") or "", *e.get("warnings", [])) if p]
+    return " ".join(p for i, p in enumerate(parts)  # a part another part holds: said once
+                    if not any(p in q and (p != q or j < i) for j, q in enumerate(parts) if j != i))
 
 
-class _CsvSink:
-    """Streams per-sequence rows into a temporary file beside the final ``sequences.csv``."""
-
-    def __init__(self, out_dir: Path):
-        fd, self.tmp = tempfile.mkstemp(dir=out_dir, prefix=".sequences.csv.", suffix=".tmp")
-        self.fh = os.fdopen(fd, "w", newline="")
-        self.writer = csv.writer(self.fh)
-        self.header: list[str] | None = None
-        self.n = 0
-
-    def write(self, batch: Batch, cols: dict[str, np.ndarray]) -> None:
-        keys = [k for k in _CSV_FIRST] + [k for k in ("kl_max",) if k in cols]
-        keys += [k for k in cols if k.startswith("accept:")]
-        extra = {}
-        if batch.reward is not None:
-            extra["reward"] = batch.reward.tolist()
-        if batch.prompt_id is not None:
-            extra["prompt_id"] = [str(p) for p in batch.prompt_id.tolist()]
-        header = ["sequence", "source", "record"] + keys + list(extra)
-        if self.header is None:
-            self.header = header
-            self.writer.writerow(header)
-        B = len(batch)
-        columns = [
-            list(range(self.n, self.n + B)),
-            [batch.source] * B,
-            list(range(batch.first_record, batch.first_record + B)),
-        ]
-        for k in keys:
-            v = cols[k]
-            columns.append(v.astype(int).tolist() if v.dtype == bool else v.tolist())
-        columns += list(extra.values())
-        if len(header) != len(self.header):  # shards with different optional fields
-            columns = columns[: len(self.header)]
-        self.writer.writerows(zip(*columns, strict=False))
-        self.n += B
-
-    def commit(self, path: Path) -> None:
-        self.fh.close()
-        os.replace(self.tmp, path)
-
-    def discard(self) -> None:
-        self.fh.close()
-        Path(self.tmp).unlink(missing_ok=True)
+def error_markdown(e: Mapping[str, Any]) -> list[str]:
+    """The error estimate: intervals where PSIS k-hat trusts them, else k-hat and why not."""
+    lines = ["## Estimated error (estimates, not certificates)", "",
+             "| quantity | estimate | interval | Pareto k-hat |", "|---|---|---|---|"]  # fmt: skip
+    for k, name in (("error", "Error"), ("J_diff", "J_theta - J_roll"), ("L_prime", "L'")):
+        q = e[k]
+        iv = (f"[{_fmt(q['lo'])}, {_fmt(q['hi'])}]" if q.get("lo") is not None
+              else "withheld")  # fmt: skip
+        lines.append(f"| {name} | {_fmt(q['estimate'])} | {iv} | {_fmt(q.get('pareto_k'))} |")
+    lines += ["", error_notes(e), "", "Assumptions: " + "; ".join(e["assumptions"]) + ".", ""]
+    return lines

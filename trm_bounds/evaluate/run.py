@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from trm_bounds.evaluate.certified import SequenceTerms, sequence_columns
-from trm_bounds.evaluate.report import _CsvSink, build_report, report_markdown
-from trm_bounds.evaluate.stats import Stats, chunk_stats
-from trm_bounds.logs import FORMATS, Batch, LogFormatError, count_sequences, iter_batches
+import numpy as np
+
+from trm_bounds.evaluate.certified import SequenceTerms
+from trm_bounds.evaluate.chunk import evaluate_chunk
+from trm_bounds.evaluate.options import EvaluateOptions
+from trm_bounds.evaluate.output import OutputFolder
+from trm_bounds.evaluate.report import build_report, report_markdown
+from trm_bounds.evaluate.sequences_csv import CsvSink
+from trm_bounds.evaluate.stats import Stats
+from trm_bounds.logs import Batch, LogFormatError, count_sequences, iter_batches
 from trm_bounds.results import atomic_write_text, to_jsonable
 
-__all__ = ["OutputDirError", "FigureDrawer", "check_options", "evaluate", "demo_dump_path"]
+__all__ = ["evaluate", "demo_dump_path", "REPORT_OUTPUTS", "DEMO_MAX_RESPONSE_LENGTH",
+           "DEMO_LIMIT_SOURCE"]
 
 _Item = TypeVar("_Item")
 
@@ -72,9 +77,9 @@ def _prefetch(items: Iterable[_Item], depth: int = 1) -> Iterator[_Item]:
         worker.join()
 
 
-#: The files a run writes, and its figures (removed before a run with ``overwrite``).
-_OUTPUTS = ("report.json", "report.md", "report.html", "sequences.csv")
-_FIGURE_PATTERNS = ("acceptance_*.png", "acceptance_*.pdf", "dbar_estimate.*", "hist_*.*")
+#: What :func:`evaluate` writes into its folder (removed first with ``overwrite``).
+REPORT_OUTPUTS = ("report.json", "report.md", "report.html", "sequences.csv",
+                  "acceptance_*.png", "acceptance_*.pdf", "dbar_estimate.*", "hist_*.*")
 
 
 def _local_chunks(
@@ -86,279 +91,124 @@ def _local_chunks(
             yield (b, *evaluate_chunk(b, opts))
 
 
-def evaluate_chunk(batch: Batch, opts: Mapping[str, Any]) -> tuple[Stats, dict[str, Any]]:
-    """One chunk's mergeable statistics and per-sequence columns: :func:`chunk_stats`'s, plus
-    the certificate's terms (:func:`~trm_bounds.evaluate.certified.sequence_columns`); the
-    one per-chunk step of every engine."""
-    st, cols = chunk_stats(batch, **opts)
-    cols.update(sequence_columns(batch))
-    return st, cols
-
-
 def demo_dump_path() -> Path:
     """The shipped demo dump (``trm_bounds/data/demo_dump.npz``, verl field names)."""
     return Path(__file__).resolve().parent.parent / "data" / "demo_dump.npz"
 
 
-class OutputDirError(ValueError):
-    """The output directory cannot be used; ``str(err)`` is one line naming the path."""
-
-    def __init__(self, path: str | os.PathLike, message: str):
-        self.path = str(path)
-        super().__init__(f"output directory {self.path}: {message}")
-
-
-def _prepare_out_dir(out: Path) -> tuple[Path, list[Path]]:
-    """Create ``out`` (and missing parents) and a private temporary directory inside it.
-
-    Returns the temporary directory and the directories created here (deepest last), so a
-    failed run can remove them again. Raises :class:`OutputDirError` when ``out`` is an
-    existing file, lies under a file, or cannot be created or written.
-    """
-    if out.exists() and not out.is_dir():
-        raise OutputDirError(out, "exists and is not a directory")
-    created: list[Path] = []
-    p = out
-    while not p.exists():
-        created.append(p)
-        if p.parent == p:
-            break
-        p = p.parent
-    created.reverse()
-    if not p.is_dir():
-        raise OutputDirError(out, f"{p} is not a directory")
-    try:
-        for d in created:
-            d.mkdir()
-        tmp = Path(tempfile.mkdtemp(dir=out, prefix=".evaluate."))
-    except OSError as err:
-        _remove_created(created)
-        raise OutputDirError(out, f"cannot be created or written ({err.strerror or err})") from None
-    return tmp, created
-
-
-def _remove_created(created: list[Path]) -> None:
-    """Remove the directories a failed run created, deepest first, if they are empty."""
-    for d in reversed(created):
-        try:
-            d.rmdir()
-        except OSError:
-            return
-
-
-def check_options(
-    *,
-    fmt: str = "auto",
-    paths: Sequence[str | os.PathLike] | None = None,
-    thresholds: Mapping[str, float] | None = None,
-    criteria: Sequence[str] | None = None,
-    ln_delta: float = 0.05,
-    ln_eps: float | None = None,
-    rollout_rs: str | None = None,
-    rollout_rs_threshold: str | float | None = None,
-    clamp_log_ratio: float | None = None,
-    level: float = 0.95,
-    chunk_size: int = 4096,
-    n_buckets: int = 4,
-    flags: bool = False,
-) -> None:
-    """Validate the options of :func:`evaluate` up front; one-line ``ValueError`` naming the
-    first bad option and its value. ``paths``: the dumps, if known (one at least).
-    ``flags``: name the options by their flags of ``trm-bounds evaluate`` (its messages)."""
-
-    def bad(api: str, cli: str) -> ValueError:
-        return ValueError(cli if flags else api)
-
-    from trm_bounds.masking import (
-        STAT_OF_CRITERION,
-        check_ln_params,
-        check_threshold,
-        criterion_parts,
-    )
-
-    if fmt not in FORMATS:
-        raise bad(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}",
-                  f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")  # fmt: skip
-    if paths is not None and not paths:
-        raise bad("path: no dump given", "give a DUMP or --demo")
-    try:
-        check_ln_params(ln_delta, ln_eps)
-    except ValueError as err:
-        name = str(err).split()[0]  # ln_delta or ln_eps
-        value = ln_delta if name == "ln_delta" else ln_eps
-        raise bad(str(err), f"--{name.replace('_', '-')}: must be a finite positive number, "
-                            f"got {value}") from None  # fmt: skip
-    if isinstance(criteria, str):
-        raise ValueError(f"criteria must be a list of names, got the string {criteria!r}")
-    for c in criteria or ():
-        if flags and not all(p in STAT_OF_CRITERION for p in c.split(",")):  # no blanks
-            raise ValueError(f"--criterion: unknown criterion {c!r} "
-                             f"(known: {', '.join(STAT_OF_CRITERION)})")  # fmt: skip
-        criterion_parts(c)
-    for k, v in (thresholds or {}).items():
-        criterion_parts(k)
-        check_threshold(k, v)
-    if (rollout_rs is None) != (rollout_rs_threshold is None):
-        both = ("rollout_rs", "rollout_rs_threshold")
-        needed, given = both if rollout_rs is None else both[::-1]
-        raise bad(f"{needed}: required with {given} (verl's rule)",
-                  "--rollout-rs and --rollout-rs-threshold go together (verl's rule)")  # fmt: skip
-    if clamp_log_ratio is not None and not (
-        isinstance(clamp_log_ratio, (int, float)) and clamp_log_ratio > 0
-    ):
-        raise bad(f"clamp_log_ratio must be > 0, got {clamp_log_ratio!r}",
-                  f"--clamp-log-ratio: must be > 0, got {clamp_log_ratio}")  # fmt: skip
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise bad(f"level must lie in (0, 1), got {level!r}",
-                  f"--level: must lie in (0, 1), got {level}")  # fmt: skip
-    for name, v in (("chunk_size", chunk_size), ("n_buckets", n_buckets)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise bad(f"{name} must be a positive integer, got {v!r}",
-                      "--chunk-size and --buckets must be positive")  # fmt: skip
-
-
-#: ``draw_figures(report, directory) -> paths``: draws figures from a loaded ``report.json``
-#: into ``directory`` (e.g. :func:`trm_bounds.plot.evaluate.draw_report_figures`).
-FigureDrawer = Callable[[dict[str, Any], Path], Sequence[Path]]
+#: The generation limit the demo dump was sampled with (``experiments/make_demo_dump.py
+#: --t-max``, its default), and how the report names it.
+DEMO_MAX_RESPONSE_LENGTH = 256
+DEMO_LIMIT_SOURCE = "the demo dump's generation limit (experiments/make_demo_dump.py --t-max)"
 
 
 def evaluate(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
-    *,
-    fmt: str = "auto",
-    thresholds: Mapping[str, float] | None = None,
-    criteria: Sequence[str] | None = None,
-    ln_delta: float = 0.05,
-    ln_eps: float | None = None,
-    chunk_size: int = 4096,
-    trust_pickle: bool = False,
-    n_buckets: int = 4,
-    draw_figures: FigureDrawer | None = None,
-    progress: bool | None = None,
-    prefetch: bool = True,
-    float64: bool = False,
-    level: float = 0.95,
-    engine: str = "local",
-    address: str | None = None,
-    html: bool = True,
-    rollout_rs: str | None = None,
-    rollout_rs_threshold: str | float | None = None,
-    clamp_log_ratio: float | None = None,
-    overwrite: bool = False,
+    options: EvaluateOptions | None = None,
+    **changes: Any,
 ) -> dict[str, Any]:
     """Evaluate a dump end to end and write the report files into ``out_dir``; return the report.
 
-    Writes ``report.json`` (schema ``trm-bounds-report/v1``), ``report.md`` and
-    ``sequences.csv``, plus the figures that ``draw_figures`` draws, if given (this module
-    never imports a plotting library; the command line passes
-    :func:`trm_bounds.plot.evaluate.draw_report_figures`).
+    ``options``: an :class:`~trm_bounds.evaluate.options.EvaluateOptions` (validated when it
+    was made); ``changes``: fields to set on it (or on the defaults), e.g.
+    ``evaluate(p, out, level=0.99, max_response_length=4096)``; a bad value raises
+    :class:`~trm_bounds.evaluate.options.OptionError` naming the field before any work.
 
-    ``path``: a file, directory or glob, or a list of them (one dataset). Every option is
-    validated before any work (:func:`check_options`, one-line ``ValueError``); an unusable
-    ``out_dir`` (an existing file, a path under a file, not creatable or not writable) raises
-    :class:`OutputDirError`. Bad input raises :class:`~trm_bounds.logs.LogFormatError`.
-    Outputs are written into a temporary directory inside ``out_dir`` and moved into place
-    only when everything succeeded, ``report.json`` last; an older ``report.json`` is removed
-    first, and a failed run leaves nothing behind (directories it created are removed).
-    ``prefetch``: load the next chunk in a background thread while the current one is
-    evaluated (same results; peak memory three chunks instead of one: at most about 0.2 GB
-    for float32 dumps and 0.4 GB for float64 at the chunk bound of
-    :data:`~trm_bounds.logs.MAX_CELLS` cells). ``float64``: evaluate float32 dumps in float64
-    arithmetic (see :func:`~trm_bounds.evaluate.chunk_stats`; slower). ``level``: confidence
-    level of the ``certified`` section (docs/theory.md §9; per-sequence terms are kept, six
-    float64 numbers a sequence, :mod:`trm_bounds.evaluate.certified`).
-    ``engine``: ``"local"`` (this process) or ``"ray"`` (one Ray task per shard, merged here;
-    :mod:`trm_bounds.evaluate.ray_engine`; ``address`` as for ``ray.init``: None starts a local
-    cluster, ``"auto"`` or ``"ray://host:port"`` joins one). Same report, same decisions and
-    counts; float sums agree to about ``2^-106`` relative. ``html``: also write the
-    self-contained ``report.html`` (:mod:`trm_bounds.evaluate.html`).
-    ``rollout_rs``/``rollout_rs_threshold``: verl's grammar (``"seq_max_k2,seq_mean_k3"``,
-    ``"0.002,0.001"``; :func:`~trm_bounds.masking.parse_rollout_rs`), evaluated as one more
-    criterion beside ``criteria``. ``clamp_log_ratio``: clip ``r`` to ``[-c, c]`` (20: verl's
-    decisions exactly; default: a trainer ``-inf`` is an infinite divergence).
-    ``overwrite``: an ``out_dir`` holding files is refused (:class:`OutputDirError`) unless
-    set; then the earlier report files are replaced, and removed first, so a failed run
-    leaves none of them behind. A dataset with no valid token is an error.
+    Writes ``report.json`` (schema ``trm-bounds-report/v1``), ``report.md``,
+    ``report.html`` (unless ``html=False``) and ``sequences.csv``, plus the figures that
+    ``draw_figures`` draws, if given (this module never imports a plotting library).
+    ``path``: a file, directory or glob, or a list of them (one dataset). The output folder is
+    one transaction (:class:`~trm_bounds.evaluate.output.OutputFolder`): an unusable
+    ``out_dir`` raises :class:`~trm_bounds.evaluate.output.OutputDirError`, a failed or
+    interrupted run leaves nothing behind. Bad input raises
+    :class:`~trm_bounds.logs.LogFormatError` naming file, record and field: among others a
+    reward outside ``reward_range`` and a response longer than the generation limit.
+
+    The certificate (docs/theory.md §9) needs the generation limit: ``max_response_length``,
+    else the artifact's (``Batch.max_response_length``, its source recorded); without one the
+    report makes no certified claim and says what to pass. Groups come from
+    ``Batch.prompt_id``; rows with no trained token are never sequences. ``engine='ray'``:
+    one Ray task per shard (:mod:`trm_bounds.evaluate.ray_engine`), same report.
     """
-
+    opts = options if options is not None else EvaluateOptions()
+    if changes:
+        opts = opts.replace(**changes)
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    check_options(
-        fmt=fmt, paths=paths, thresholds=thresholds, criteria=criteria, ln_delta=ln_delta,
-        ln_eps=ln_eps, rollout_rs=rollout_rs, rollout_rs_threshold=rollout_rs_threshold,
-        clamp_log_ratio=clamp_log_ratio, level=level, chunk_size=chunk_size,
-        n_buckets=n_buckets,
-    )  # fmt: skip
-    from trm_bounds.evaluate.ray_engine import ENGINES
-
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if rollout_rs is not None:
-        from trm_bounds.masking import CRITERIA, parse_rollout_rs
-
-        name, rs_th = parse_rollout_rs(rollout_rs, rollout_rs_threshold)
-        base = criteria if criteria is not None else [c for c in CRITERIA if c != "seq_max_kl"]
-        criteria = [*base, name]
-        thresholds = {**(thresholds or {}), **rs_th}
+    if not paths:
+        raise ValueError("path: no dump given")
     from trm_bounds.masking._tensors import cpu_threads
 
     with cpu_threads():  # one torch thread: a busy core costs little (CPU_THREADS)
-        return _evaluate(
-            paths, Path(out_dir), fmt=fmt, thresholds=thresholds, criteria=criteria,
-            ln_delta=ln_delta, ln_eps=ln_eps, chunk_size=chunk_size, trust_pickle=trust_pickle,
-            n_buckets=n_buckets, draw_figures=draw_figures, progress=progress,
-            prefetch=prefetch, float64=float64, clamp_log_ratio=clamp_log_ratio,
-            overwrite=overwrite, level=level, engine=engine, address=address, html=html,
-        )  # fmt: skip
+        return _evaluate(paths, Path(out_dir), opts)
 
 
-def _evaluate(paths: list, out: Path, **kw: Any) -> dict[str, Any]:
+def _chunks(paths: list, opts: EvaluateOptions) -> Iterator[tuple[Batch, Stats, dict[str, Any]]]:
+    """The chunks of the dataset with their statistics, from the chosen engine."""
+    stats_opts = opts.chunk_options()
+    if opts.engine == "ray":
+        from trm_bounds.evaluate.ray_engine import ray_chunks
+
+        return ray_chunks(paths, chunk_fn=evaluate_chunk, fmt=opts.fmt,
+                          chunk_size=opts.chunk_size, trust_pickle=opts.trust_pickle,
+                          address=opts.address,
+                          **stats_opts)  # fmt: skip
+    batches = iter_batches(paths, fmt=opts.fmt, chunk_size=opts.chunk_size,
+                           trust_pickle=opts.trust_pickle)  # fmt: skip
+    return _local_chunks(_prefetch(batches) if opts.prefetch else batches, stats_opts)
+
+
+class _Limits:
+    """The a-priori ranges a chunk must respect: rewards in ``reward_range``, lengths up to the
+    generation limit (the option, else the artifact's; two artifacts that disagree are an
+    error). Checked on the driver, where the file and record of each row are known."""
+
+    def __init__(self, opts: EvaluateOptions) -> None:
+        self.lo, self.hi = opts.reward_range
+        self.T_max = opts.max_response_length
+        self.given = self.T_max is not None
+        self.source = opts.max_response_length_source if self.given else None
+
+    def check(self, b: Batch, lengths: np.ndarray) -> None:
+        art = getattr(b, "max_response_length", None)
+        if not self.given and art is not None:
+            where = getattr(b, "max_response_length_source", None) or "the artifact"
+            if self.T_max is not None and int(art) != self.T_max:
+                raise LogFormatError(b.source, "file", "max_response_length",
+                                     f"generation limit {int(art)} ({where}) differs from "
+                                     f"{self.T_max} ({self.source}); give the generation "
+                                     "limit (--max-response-length)")  # fmt: skip
+            self.T_max, self.source = int(art), f"{where} ({b.source})"
+        if self.T_max is not None and lengths.shape[0] and int(lengths.max()) > self.T_max:
+            i = int(np.argmax(lengths > self.T_max))
+            raise LogFormatError(b.source, f"record {b.first_record + i}", "response_mask",
+                                 f"{int(lengths[i])} trained tokens, more than the generation "
+                                 f"limit {self.T_max} ({self.source})")  # fmt: skip
+        if b.reward is not None:
+            R = np.asarray(b.reward, dtype=np.float64)
+            bad = ~((R >= self.lo) & (R <= self.hi))  # NaN is bad too
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise LogFormatError(b.source, f"record {b.first_record + i}", "reward",
+                                     f"{R[i]:g} lies outside the reward range [{self.lo:g}, "
+                                     f"{self.hi:g}]; pass --reward-range LO HI (the range "
+                                     "every reward can take)")  # fmt: skip
+
+
+def _evaluate(paths: list, out: Path, opts: EvaluateOptions) -> dict[str, Any]:
     """The body of :func:`evaluate` (options validated)."""
     from tqdm.auto import tqdm
 
-    fmt, thresholds, criteria = kw["fmt"], kw["thresholds"], kw["criteria"]
-    ln_delta, ln_eps, chunk_size = kw["ln_delta"], kw["ln_eps"], kw["chunk_size"]
-    trust_pickle, n_buckets, draw_figures = kw["trust_pickle"], kw["n_buckets"], kw["draw_figures"]
-    progress, prefetch, float64 = kw["progress"], kw["prefetch"], kw["float64"]
-    clamp_log_ratio, overwrite = kw["clamp_log_ratio"], kw["overwrite"]
-    level, engine, address, html = kw["level"], kw["engine"], kw["address"], kw["html"]
-    if out.is_dir() and not overwrite:
-        found = sorted(p.name for p in out.iterdir() if not p.name.startswith(".evaluate."))
-        if found:
-            raise OutputDirError(
-                out, f"is not empty ({len(found)} entries, e.g. {found[0]}); pass --overwrite"
-            )
-    tmp, created = _prepare_out_dir(out)
-    ok = False
-    try:
-        # no report file of an earlier run may survive a failed one
-        for old in _OUTPUTS:
-            (out / old).unlink(missing_ok=True)
-        for pattern in _FIGURE_PATTERNS:
-            for old in out.glob(pattern):
-                old.unlink(missing_ok=True)
-        total = count_sequences(paths, fmt=fmt)
-        sink = _CsvSink(tmp)
+    folder = OutputFolder(out, REPORT_OUTPUTS, last="report.json", overwrite=opts.overwrite)
+    with folder as tmp:
+        total = count_sequences(paths, fmt=opts.fmt)
+        sink = CsvSink(tmp)
         stats = Stats()
         terms = SequenceTerms()  # per-sequence X_i etc. for the certified section (O(N))
+        limits = _Limits(opts)
         try:
-            quiet = progress is False or (progress is None and not sys.stderr.isatty())
-            opts = dict(
-                thresholds=thresholds, criteria=criteria, ln_delta=ln_delta, ln_eps=ln_eps,
-                float64=float64, clamp_log_ratio=clamp_log_ratio,
-            )  # fmt: skip
-            if engine == "ray":
-                from trm_bounds.evaluate.ray_engine import ray_chunks
-
-                chunks = ray_chunks(
-                    paths, fmt=fmt, chunk_size=chunk_size, trust_pickle=trust_pickle,
-                    address=address, **opts,
-                )  # fmt: skip
-            else:
-                batches = iter_batches(
-                    paths, fmt=fmt, chunk_size=chunk_size, trust_pickle=trust_pickle
-                )
-                chunks = _local_chunks(_prefetch(batches) if prefetch else batches, opts)
+            quiet = opts.progress is False or (opts.progress is None and not sys.stderr.isatty())
+            chunks = _chunks(paths, opts)
             with (
                 tqdm(total=total, unit="seq", disable=quiet, leave=False, desc="evaluate") as bar,
                 closing(chunks),  # stops the prefetch thread / the Ray tasks
@@ -375,6 +225,7 @@ def _evaluate(paths: list, out: Path, **kw: Any) -> dict[str, Any]:
                             "logits",
                             "distributions are present in some shards and missing in others",
                         )
+                    limits.check(batch, np.asarray(cols["cert:length"]))
                     stats = stats.merge(st)
                     terms.add(batch, cols)
                     sink.write(batch, cols)
@@ -384,7 +235,7 @@ def _evaluate(paths: list, out: Path, **kw: Any) -> dict[str, Any]:
             if stats.n_tokens == 0:
                 raise LogFormatError(
                     paths[0], "file", "response_mask",
-                    f"{stats.n_sequences} sequences but zero valid response tokens",
+                    f"{stats.n_sequences} rows but zero trained response tokens",
                 )  # fmt: skip
             sink.commit(tmp / "sequences.csv")
         except BaseException:
@@ -392,39 +243,32 @@ def _evaluate(paths: list, out: Path, **kw: Any) -> dict[str, Any]:
             raise
         report = build_report(
             stats,
-            thresholds=thresholds,
-            n_buckets=n_buckets,
-            ln_delta=ln_delta,
-            ln_eps=ln_eps,
+            thresholds=opts.chunk_options()["thresholds"],
+            n_buckets=opts.n_buckets,
+            ln_delta=opts.ln_delta,
+            ln_eps=opts.ln_eps,
             inputs=[str(p) for p in paths],
             terms=terms.arrays(),
-            level=level,
+            level=opts.level,
+            T_max=limits.T_max,
+            T_max_source=limits.source,
+            reward_range=opts.reward_range,
         )
         text = json.dumps(to_jsonable(report), indent=1) + "\n"
         figs: list[Path] = []
-        if draw_figures is not None:
+        if opts.draw_figures is not None:
             fig_dir = tmp / "figures"
             fig_dir.mkdir()
-            figs = [Path(p) for p in draw_figures(json.loads(text), fig_dir)]
+            figs = [Path(p) for p in opts.draw_figures(json.loads(text), fig_dir)]
+            for p in figs:  # the figures sit beside the report
+                os.replace(p, tmp / p.name)
+            fig_dir.rmdir()
+            figs = [tmp / p.name for p in figs]
         atomic_write_text(tmp / "report.md", report_markdown(report, figs))
-        if html:
+        if opts.html:
             from trm_bounds.evaluate.html import report_html
 
             atomic_write_text(tmp / "report.html", report_html(report, figs))
         atomic_write_text(tmp / "report.json", text)
-        # every output exists: give them the user's umask, move them into place, report.json last
-        umask = os.umask(0o022)
-        os.umask(umask)
-        outputs = [*figs, tmp / "report.md", tmp / "sequences.csv"]
-        outputs += [tmp / "report.html"] if html else []
-        outputs += [tmp / "report.json"]
-        for p in outputs:
-            os.chmod(p, 0o666 & ~umask)  # mkstemp creates 0600
-        for p in outputs:
-            os.replace(p, out / p.name)
-        ok = True
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not ok:
-            _remove_created(created)
+        folder.commit()
     return report

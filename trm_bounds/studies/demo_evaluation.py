@@ -43,13 +43,15 @@ SIZES: dict[str, dict] = {}
 def run(args: Args) -> dict:
     """Evaluate the demo dump into the output folder; return the report."""
     from trm_bounds.evaluate import demo_dump_path, evaluate
+    from trm_bounds.evaluate.run import DEMO_LIMIT_SOURCE, DEMO_MAX_RESPONSE_LENGTH
 
     out = Path(args.out) if args.out is not None else default_out(RESULT).parent
     demo = demo_dump_path()
     rel = os.path.relpath(demo)  # machine-independent in the report when run from the checkout
     # the study owns its folder: a rerun replaces the earlier report
     return evaluate([demo.as_posix() if rel.startswith("..") else rel], out, progress=False,
-                    overwrite=True)
+                    overwrite=True, max_response_length=DEMO_MAX_RESPONSE_LENGTH,
+                    max_response_length_source=DEMO_LIMIT_SOURCE)
 
 
 def produce(args: Args) -> Path:
