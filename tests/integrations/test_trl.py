@@ -68,9 +68,9 @@ def _mismatched_rollout(model):
 
     def rollout(prompts, trainer):
         idx = [[i for i in range(len(prompts)) if (i // G) % 2 == odd] for odd in (0, 1)]
-        parts = [f([prompts[i] for i in ix], trainer) for f, ix in zip((perturbed, exact), idx)]
+        parts = [f([prompts[i] for i in ix], trainer) for f, ix in zip((perturbed, exact), idx, strict=True)]
         out = {k: [None] * len(prompts) for k in ("prompt_ids", "completion_ids", "logprobs")}
-        for part, ix in zip(parts, idx):
+        for part, ix in zip(parts, idx, strict=True):
             for k in out:
                 for j, i in enumerate(ix):
                     out[k][i] = part[k][j]
@@ -150,7 +150,7 @@ def test_metrics_reach_trl_logs_and_tensorboard(run):
     assert len(logged) == STEPS
     lines = [json.loads(x) for x in (mon_dir / "metrics.jsonl").read_text().splitlines()]
     assert [ln["step"] for ln in lines] == list(range(STEPS))
-    for h, ln in zip(logged, lines):
+    for h, ln in zip(logged, lines, strict=True):
         assert h["trm/acceptance_rate"] == pytest.approx(0.5, abs=0)  # odd groups kept
         for k in ("trm/acceptance_rate", "rollout_corr/kl", "trm/cert/bound_proved_here"):
             assert h[k] == pytest.approx(ln[k], rel=1e-12, abs=0)
@@ -178,7 +178,7 @@ def test_dumps_give_the_same_numbers_through_evaluate_by_step(run, tmp_path):
     rows = json.loads((out / "run.json").read_text())["steps"]
     lines = [json.loads(x) for x in (mon_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [ln["step"] for ln in lines]
-    for r, ln in zip(rows, lines):
+    for r, ln in zip(rows, lines, strict=True):
         assert r["n_tokens"] == ln["trm/n_tokens"]
         for c in ("seq_max_k2", "seq_mean_k3", "seq_max_k2,seq_mean_k3"):
             assert r[f"acceptance:{c}"] == ln[f"trm/acceptance_rate/{c}"]  # counts over B: exact
