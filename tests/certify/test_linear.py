@@ -12,7 +12,7 @@ from tests.tolerances import ATOL, RTOL, leq
 
 from trm_bounds.certify import certify_linear, estimate_error, upper_confidence_bound
 from trm_bounds.certify.exact import sequence_table
-from trm_bounds.certify.linear import CONSTANTS
+from trm_bounds.certify.linear import CONSTANTS, certify_sums
 from trm_bounds.engines.tree import exact_report
 from trm_bounds.instances.random import GENERATORS
 from trm_bounds.instances.strategies import (
@@ -156,14 +156,14 @@ def test_certify_linear_keys_constants_and_x_two_ways():
     inst = GENERATORS["dense"](4, 3, 4, 2)
     lp, lr, _, _ = _sample(inst, 300, 1)
     m = np.ones_like(lp)
-    out = certify_linear(lp, lr, m)
+    out = certify_linear(lp, lr, m, T_max=4)
     assert set(out) >= {"level", "method", "n_sequences", "dbar_sum_estimate", "dbar_sum_ucb",
                         "bound", "conditions", "T_max", "width", "bounds", "bound_proved_here"}
     x = np.maximum(0.0, 1.0 - np.exp(lp - lr)).sum(axis=1)
     np.testing.assert_allclose(out["dbar_sum_estimate"], x.mean(), RTOL, ATOL)
     np.testing.assert_allclose(out["dbar_sum_ucb"], upper_confidence_bound(
         x, upper=4.0, level=0.95, method="betting"), RTOL, ATOL)
-    sharp = certify_linear(lp, lr, m, sharp=True)
+    sharp = certify_linear(lp, lr, m, T_max=4, sharp=True)
     assert out["bound"] == 4 * out["dbar_sum_ucb"] and sharp["bound"] == 2 * out["dbar_sum_ucb"]
     assert out["bounds"] == {k: c * out["dbar_sum_ucb"] for k, c in CONSTANTS.items()}
     assert out["bound_proved_here"] == out["dbar_sum_ucb"]
@@ -173,20 +173,21 @@ def test_certify_linear_keys_constants_and_x_two_ways():
 
 
 def test_certify_linear_mask_ragged_and_t_max():
-    """Padding is ignored whatever it holds; the range is the longest valid sequence unless
-    T_max is given (a larger T_max widens the bound, a smaller one is an error)."""
+    """Padding is ignored whatever it holds; the range is the a-priori T_max (a larger T_max
+    widens the bound); a row longer than T_max is an error naming the row."""
     rng = np.random.default_rng(2)
     lr = np.log(rng.uniform(0.05, 1, (200, 10)))
-    lp = lr + rng.normal(0, 0.3, lr.shape)
+    lp = np.minimum(lr + rng.normal(0, 0.3, lr.shape), 0.0)
     m = np.arange(10)[None, :] < rng.integers(1, 8, 200)[:, None]
     lp_pad = np.where(m, lp, np.nan)
-    a = certify_linear(lp_pad, lr, m)
+    a = certify_linear(lp_pad, lr, m, T_max=10)
     x = np.where(m, np.maximum(0, 1 - np.exp(lp - lr)), 0).sum(axis=1)
     np.testing.assert_allclose(a["dbar_sum_estimate"], x.mean(), RTOL, ATOL)
-    assert a["T_max"] == m.sum(axis=1).max()
+    assert a["T_max"] == 10
     b = certify_linear(lp, lr, m, T_max=64)
     assert b["T_max"] == 64 and b["dbar_sum_ucb"] >= a["dbar_sum_ucb"]
-    with pytest.raises(ValueError, match="T_max"):
+    row = int(np.flatnonzero(m.sum(axis=1) > 2)[0])
+    with pytest.raises(ValueError, match=f"row {row}: .* more than T_max = 2"):
         certify_linear(lp, lr, m, T_max=2)
 
 
@@ -195,10 +196,10 @@ def test_certify_linear_torch_float32_equals_numpy():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
     lr = np.log(rng.uniform(0.05, 1, (64, 6))).astype(np.float32)
-    lp = (lr + rng.normal(0, 0.2, lr.shape)).astype(np.float32)
+    lp = np.minimum(lr + rng.normal(0, 0.2, lr.shape), 0.0).astype(np.float32)
     m = np.ones_like(lr)
-    a = certify_linear(torch.from_numpy(lp), torch.from_numpy(lr), torch.from_numpy(m))
-    b = certify_linear(lp.astype(np.float64), lr.astype(np.float64), m)
+    a = certify_linear(torch.from_numpy(lp), torch.from_numpy(lr), torch.from_numpy(m), T_max=6)
+    b = certify_linear(lp.astype(np.float64), lr.astype(np.float64), m, T_max=6)
     assert a == b
 
 
@@ -207,27 +208,29 @@ def test_certify_linear_theta_zero_counts_full_divergence():
     lr = np.log(np.full((4, 3), 0.5))
     lp = lr.copy()
     lp[:, 0] = -np.inf
-    assert certify_linear(lp, lr, np.ones((4, 3)))["dbar_sum_estimate"] == 1.0
+    assert certify_linear(lp, lr, np.ones((4, 3)), T_max=3)["dbar_sum_estimate"] == 1.0
 
 
 @pytest.mark.parametrize("field, value, msg", [
-    ("lp", np.nan, "log_probs: NaN"), ("lp", np.inf, "log_probs: NaN or \\+inf"),
-    ("lr", np.nan, "rollout_log_probs: NaN"), ("lr", -np.inf, "rollout_log_probs: -inf"),
+    ("lp", np.nan, "log_probs: row 1, token 1: NaN"), ("lp", np.inf, "log_probs: row 1.*\\+inf"),
+    ("lr", np.nan, "rollout_log_probs: row 1.*NaN"), ("lr", -np.inf, "rollout_log_probs: row 1.*-inf"),
+    ("lp", 1e-3, "log_probs: row 1, token 1: log-probability above"),
+    ("lr", 0.5, "rollout_log_probs: row 1, token 1: log-probability above"),
 ])
 def test_certify_linear_bad_logprobs_name_the_field(field, value, msg):
     """NaN / +inf in either field, -inf in the rollout's, at a valid position: ValueError."""
     lp, lr = np.full((3, 2), -0.5), np.full((3, 2), -0.5)
     (lp if field == "lp" else lr)[1, 1] = value
     with pytest.raises(ValueError, match=msg):
-        certify_linear(lp, lr, np.ones((3, 2)))
+        certify_linear(lp, lr, np.ones((3, 2)), T_max=2)
 
 
 def test_certify_linear_no_valid_token_and_shapes():
     """A zero mask and mismatched shapes are one-line ValueErrors."""
     with pytest.raises(ValueError, match="no valid token"):
-        certify_linear(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)))
+        certify_linear(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)), T_max=2)
     with pytest.raises(ValueError, match="rollout_log_probs: shape"):
-        certify_linear(np.zeros((2, 2)), np.zeros((2, 3)), np.ones((2, 2)))
+        certify_linear(np.zeros((2, 2)), np.zeros((2, 3)), np.ones((2, 2)), T_max=2)
 
 
 # ---- estimate_error ----------------------------------------------------------------------
@@ -263,3 +266,117 @@ def test_estimate_error_ess_is_kish_and_warns_when_small():
     assert out["ess"] < 10 and out["warnings"]
     with pytest.raises(ValueError, match="rewards"):
         estimate_error(lp, lr, np.ones_like(lp), np.ones(99))
+
+
+# ---- the conditions of the certificate (docs/theory.md §9): range, groups, rewards, rows ----
+
+
+@pytest.mark.parametrize("bad", [None, 8.7, 0, -3, True, np.nan, np.inf, "8"])
+def test_t_max_must_be_a_given_positive_integer(bad):
+    """No default from the data: None, non-integers, 0, bool, NaN are one-line errors."""
+    lp = np.full((4, 3), -0.5)
+    with pytest.raises(ValueError, match="T_max"):
+        certify_linear(lp, lp, np.ones((4, 3)), T_max=bad)
+    with pytest.raises(ValueError, match="T_max"):
+        certify_sums(np.zeros(4), T_max=bad)
+
+
+def test_t_max_missing_names_the_generation_limit():
+    lp = np.full((4, 3), -0.5)
+    with pytest.raises(ValueError, match="generation limit.*observed maximum is not a valid"):
+        certify_linear(lp, lp, np.ones((4, 3)))
+    assert certify_linear(lp, lp, np.ones((4, 3)), T_max=np.int64(3))["T_max"] == 3
+    assert certify_linear(lp, lp, np.ones((4, 3)), T_max=3.0)["T_max"] == 3
+
+
+@pytest.mark.parametrize("value", [-1.0, 0.5, 2.0, np.nan])
+def test_mask_values_other_than_0_1_name_the_row(value):
+    lp = np.full((4, 3), -0.5)
+    m = np.ones((4, 3))
+    m[2, 1] = value
+    with pytest.raises(ValueError, match="mask: row 2, token 1"):
+        certify_linear(lp, lp, m, T_max=3)
+
+
+def test_empty_rows_are_not_sequences():
+    """All-masked rows are excluded from N (half padding rows do not halve the estimate) and
+    counted; the certificate equals the one without those rows."""
+    rng = np.random.default_rng(5)
+    lr = np.log(rng.uniform(0.05, 1, (40, 6)))
+    lp = np.minimum(lr + rng.normal(0, 0.4, lr.shape), 0.0)
+    m = np.ones((40, 6))
+    padded = [np.concatenate([a, np.zeros_like(a)]) for a in (lp, lr, m)]
+    a = certify_linear(lp, lr, m, T_max=6)
+    b = certify_linear(*padded, T_max=6)
+    assert b["n_sequences"] == a["n_sequences"] == a["n_units"] == 40
+    assert b["n_empty_rows"] == 40 and a["n_empty_rows"] == 0
+    for k in ("dbar_sum_estimate", "dbar_sum_ucb", "bound"):
+        assert a[k] == b[k], k
+
+
+def test_groups_certify_the_mean_of_group_means():
+    """group_ids: the UCB is the one of the group means on [0, T_max]; unit, counts, sizes;
+    without groups a condition says one response per prompt is assumed."""
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0, 3, 64)
+    gid = np.repeat(np.arange(8), 8)[rng.permutation(64)]
+    out = certify_sums(x, T_max=10, group_ids=gid)
+    gm = np.array([x[gid == g].mean() for g in range(8)])  # per-group loop: a second route
+    np.testing.assert_allclose(out["dbar_sum_estimate"], gm.mean(), RTOL, ATOL)
+    assert out["dbar_sum_ucb"] == max(gm.mean(), upper_confidence_bound(gm, upper=10.0))
+    assert (out["unit"], out["n_units"], out["n_sequences"]) == ("group", 8, 64)
+    assert out["group_size"] == {"min": 8, "median": 8.0, "max": 8}
+    seq = certify_sums(x, T_max=10)
+    assert seq["unit"] == "sequence" and seq["group_size"] is None
+    assert any("one response per prompt" in c for c in seq["conditions"])
+    ids = [("p", int(g)) if g % 2 else str(g) for g in gid]  # mixed hashables
+    assert certify_sums(x, T_max=10, group_ids=np.array(ids, dtype=object))["n_units"] == 8
+
+
+@pytest.mark.parametrize("lo, hi", [(0.0, 1.0), (0.0, 1000.0), (-3.0, 5.0), (1.0, 2.0),
+                                    (-4.0, -1.0)])
+def test_reward_range_scales_the_bound(lo, hi):
+    """bound = ((hi - lo) c + dist(0, [lo, hi])) U for each constant; dbar_* unscaled."""
+    x = np.random.default_rng(7).uniform(0, 1, 100)
+    base = certify_sums(x, T_max=4)
+    out = certify_sums(x, T_max=4, reward_range=(lo, hi))
+    d = max(lo, -hi, 0.0)
+    assert out["dbar_sum_ucb"] == base["dbar_sum_ucb"] and out["reward_range"] == [lo, hi]
+    for k, c in CONSTANTS.items():
+        np.testing.assert_allclose(out["bounds"][k], ((hi - lo) * c + d) * base["dbar_sum_ucb"],
+                                   RTOL, ATOL)
+    with pytest.raises(ValueError, match="reward_range"):
+        certify_sums(x, T_max=4, reward_range=(1.0, 1.0))
+
+
+@st.composite
+def non_ac_pairs_any_reward_range(draw):
+    p_x, pr, pt, _ = draw(non_ac_pairs())
+    lo = draw(st.floats(-5, 5))
+    hi = lo + draw(st.floats(0.01, 10))
+    return p_x, pr, pt, lo, hi
+
+
+@given(non_ac_pairs_any_reward_range())
+def test_reward_range_bound_holds_exactly_without_absolute_continuity(case):
+    """max over R in [lo, hi] of |Error| <= ((hi - lo) + dist(0, [lo, hi])) sum_t Dbar_t
+    (§9, reward ranges), Error from its definition, with or without absolute continuity."""
+    p_x, pr, pt, lo, hi = case
+    tb = sequence_table(p_x, pr, pt, np.zeros((pr.shape[0], pr.shape[-1] ** _depth(pr))))
+    pos, neg = np.clip(tb.coef, 0, None).sum(), np.clip(-tb.coef, 0, None).sum()
+    worst = max(abs(hi * pos - lo * neg), abs(lo * pos - hi * neg))
+    assert leq(worst, ((hi - lo) + max(lo, -hi, 0.0)) * tb.dbar_sum)
+
+
+def test_reward_range_offset_is_needed_without_absolute_continuity():
+    """Instance (i) of §9 with R in [1, 2]: Error = 2a = hi * Dbar, more than (hi - lo) Dbar."""
+    a = 0.3
+    tb = sequence_table([1.0], [[[1.0, 0.0]]], [[[1 - a, a]]], [[1.0, 2.0]])
+    np.testing.assert_allclose(tb.error, 2 * a, RTOL, ATOL)
+    assert tb.error > (2 - 1) * tb.dbar_sum and leq(tb.error, (1 + 1) * tb.dbar_sum)
+
+
+def _depth(pr):
+    """Horizon T of a tree layout with C = (V^T - 1) / (V - 1) contexts."""
+    V, C = pr.shape[-1], pr.shape[1]
+    return int(round(np.log(C * (V - 1) + 1) / np.log(V)))

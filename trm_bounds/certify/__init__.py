@@ -9,10 +9,11 @@ from trm_bounds.certify.confidence import (
     upper_confidence_bound,
 )
 from trm_bounds.certify.error_estimate import estimate_error
-from trm_bounds.certify.linear import certify_linear
+from trm_bounds.certify.linear import certify_linear, certify_sums
 
 __all__ = [
     "certify_linear",
+    "certify_sums",
     "estimate_error",
     "upper_confidence_bound",
     "lower_confidence_bound",

@@ -14,7 +14,11 @@ With :math:`r_t = \log\pi_\theta - \log\pi_{\text{roll}}` and :math:`\rho_t = e^
 
 ``log_probs = -inf`` (theta gives the sampled token zero probability, e.g. top-p/top-k on the
 other side) is allowed: ``rho = 0``.  ``rollout_log_probs = -inf`` cannot occur for a token the
-rollout sampled and is an error, as are NaN and ``+inf``.
+rollout sampled and is an error, as are NaN and ``+inf``, a log-probability above
+:data:`trm_bounds.logs.batch.MAX_LOGPROB` (a probability above 1 beyond rounding) and a mask
+value other than 0 or 1; each such error names the field and the first bad row.  A row without
+valid token (all-masked padding) is not a sequence: it has length 0 and the certificates
+exclude it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from trm_bounds.logs.batch import MAX_LOGPROB
 
 __all__ = ["as_float64", "valid_log_ratios", "divergence_terms"]
 
@@ -39,8 +45,9 @@ def as_float64(a: Any, field: str) -> np.ndarray:
 def valid_log_ratios(log_probs: Any, rollout_log_probs: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(r, m)``: log-ratios ``(B, T)`` with 0 at invalid positions, and the bool mask.
 
-    Raises ``ValueError`` naming the field for shape mismatch, NaN or ``+inf`` at a valid
-    position, ``-inf`` in ``rollout_log_probs`` at a valid position, or no valid token.
+    Raises ``ValueError`` naming the field (and the row and token) for shape mismatch, a mask
+    value other than 0/1, NaN, ``+inf`` or a value above ``MAX_LOGPROB`` at a valid position,
+    ``-inf`` in ``rollout_log_probs`` at a valid position, or no valid token at all.
     """
     lp = as_float64(log_probs, "log_probs")
     lr = as_float64(rollout_log_probs, "rollout_log_probs")
@@ -50,21 +57,34 @@ def valid_log_ratios(log_probs: Any, rollout_log_probs: Any, mask: Any) -> tuple
     for name, a in (("rollout_log_probs", lr), ("mask", m)):
         if a.shape != lp.shape:
             raise ValueError(f"{name}: shape {a.shape} differs from log_probs {lp.shape}")
-    if np.isnan(m).any():
-        raise ValueError("mask: contains NaN")
-    valid = m != 0
+    bad_mask = ~((m == 0) | (m == 1))  # NaN, -1, 0.5, ... (True/False arrive as 1.0/0.0)
+    if bad_mask.any():
+        i, t = _first(bad_mask)
+        raise ValueError(f"mask: row {i}, token {t}: value {float(m[i, t])!r} is not 0 or 1")
+    valid = m == 1
     if not valid.any():
         raise ValueError("mask: no valid token (every entry is 0)")
     for name, a in (("log_probs", lp), ("rollout_log_probs", lr)):
-        v = a[valid]
-        bad = np.isnan(v) | (v == np.inf)
-        if bad.any():
-            raise ValueError(f"{name}: NaN or +inf at a valid position (value {float(v[bad][0])})")
-    if (lr[valid] == -np.inf).any():
-        raise ValueError("rollout_log_probs: -inf at a valid position (the rollout cannot "
-                         "sample a token it gives probability 0)")
+        for bad, what in ((valid & (np.isnan(a) | (a == np.inf)), "NaN or +inf"),
+                          (valid & np.isfinite(a) & (a > MAX_LOGPROB),
+                           f"log-probability above {MAX_LOGPROB:g}")):
+            if bad.any():
+                i, t = _first(bad)
+                raise ValueError(f"{name}: row {i}, token {t}: {what} at a valid position "
+                                 f"(value {float(a[i, t])!r})")
+    bad = valid & (lr == -np.inf)
+    if bad.any():
+        i, t = _first(bad)
+        raise ValueError(f"rollout_log_probs: row {i}, token {t}: -inf at a valid position (the "
+                         "rollout cannot sample a token it gives probability 0)")
     r = np.where(valid, lp - np.where(valid, lr, 0.0), 0.0)  # (B, T); -inf allowed
     return r, valid
+
+
+def _first(bad: np.ndarray) -> tuple[int, int]:
+    """Row and column of the first True of a ``(B, T)`` boolean array (row-major order)."""
+    i = int(np.flatnonzero(bad.any(axis=1))[0])
+    return i, int(np.flatnonzero(bad[i])[0])
 
 
 def divergence_terms(r: np.ndarray, valid: np.ndarray) -> np.ndarray:
