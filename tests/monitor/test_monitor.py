@@ -123,7 +123,7 @@ def test_bad_input_is_one_clear_error_and_loses_nothing(tmp_path):
     bad_lp[5, 0] = float("nan")
     cases = {
         "shape": ((4, lp[:, :-1], rlp, m), "share one"),
-        "nan": ((4, bad_lp, rlp, m), "log_probs: NaN"),
+        "nan": ((4, bad_lp, rlp, m), "log_probs: row 5, token 0: NaN"),
         "backwards": ((2, lp, rlp, m), "steps must increase"),
         "repeat": ((3, lp, rlp, m), "steps must increase"),
         "reward": ((4, lp, rlp, m, R + 1.5), "outside reward_range"),

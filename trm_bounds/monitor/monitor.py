@@ -175,7 +175,7 @@ class Monitor:
                              f"max_response_length = {self.T_max}")
         B = lp.shape[0]
         R = self._rewards(rewards, B)
-        groups = self._groups(group_ids, B)
+        groups = self._groups(group_ids, B)  # checked before anything is written
         stats = sequence_stats(lp, rlp, valid, k2_sum=True)
         dec = decide(stats, self.thresholds, self.names)
         keep = dec[self.names[-1]]
@@ -216,27 +216,20 @@ class Monitor:
             raise ValueError(f"group_ids: {g.shape[0]} ids for {B} rows")
         return np.unique(g, return_inverse=True)[1].reshape(-1)
 
-    def _certificate(self, x: np.ndarray, lengths: np.ndarray, groups: np.ndarray | None
+    def _certificate(self, x: np.ndarray, lengths: np.ndarray, group_ids: Any
                      ) -> dict[str, float]:  # fmt: skip
-        """``c * (hi - lo) * UCB(E X)`` at ``level`` with ``T_max`` (docs/theory.md §9);
-        rows without a valid token are not sequences; with groups, the unit is a group's mean
-        of ``X`` (the groups are i.i.d. draws when prompts are; rows within one are not)."""
-        from trm_bounds.certify.linear import CONSTANTS, certified_mean
+        """The certified bounds on ``|Error|`` at ``level`` with ``T_max`` and the reward range,
+        :func:`~trm_bounds.certify.certify_sums` (docs/theory.md §9; over the group means with
+        ``group_ids``; rows without a valid token are not sequences)."""
+        from trm_bounds.certify import certify_sums
 
-        seq = lengths > 0
-        if groups is not None:
-            codes = np.unique(groups[seq], return_inverse=True)[1].reshape(-1)
-            units = np.bincount(codes, weights=x[seq]) / np.bincount(codes)
-        else:
-            units = x[seq]
-        cm = certified_mean(units, lengths[seq], T_max=self.T_max, level=self.level,
-                            method=self.method)  # fmt: skip
-        scale = self.reward_range[1] - self.reward_range[0]
+        c = certify_sums(x, T_max=self.T_max, level=self.level, method=self.method,
+                         group_ids=group_ids, reward_range=self.reward_range, lengths=lengths)  # fmt: skip
         return {
-            "trm/cert/n_units": float(units.shape[0]),
-            "trm/cert/dbar_sum_estimate": cm["estimate"],
-            "trm/cert/dbar_sum_ucb": cm["ucb"],
-            **{f"trm/cert/bound_{k}": scale * c * cm["ucb"] for k, c in CONSTANTS.items()},
+            "trm/cert/n_units": float(c["n_units"]),
+            "trm/cert/dbar_sum_estimate": c["dbar_sum_estimate"],
+            "trm/cert/dbar_sum_ucb": c["dbar_sum_ucb"],
+            **{f"trm/cert/bound_{k}": v for k, v in c["bounds"].items()},
         }
 
     def _error(self, lp: torch.Tensor, rlp: torch.Tensor, valid: torch.Tensor, R: np.ndarray
