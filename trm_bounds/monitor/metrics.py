@@ -136,15 +136,16 @@ def verl_metrics(
         "rollout_corr/rollout_log_ppl": float(roll_lppl.mean()),
         "rollout_corr/rollout_ppl": float(roll_lppl.exp().mean()),
     }
-    diff = (lp.exp() - rlp.exp()).abs()[valid].double()  # (n,)
+    diff = lp.exp()
+    diff.sub_(rlp.exp()).abs_()  # (B, L) |p_theta - p_roll|, in place
+    diff = torch.where(valid, diff, zero)
+    mean = float(diff.sum(dtype=torch.float64)) / n if n else math.nan
     out["training/rollout_probs_diff_valid"] = 1.0
-    out["training/rollout_probs_diff_max"] = float(diff.max())
-    mean = float(diff.mean())
+    out["training/rollout_probs_diff_max"] = float(diff.max())  # padding 0 <= every |diff|
     out["training/rollout_probs_diff_mean"] = mean
+    dev = torch.where(valid, diff.double().sub_(mean), 0.0) if n > 1 else None
     out["training/rollout_probs_diff_std"] = (
-        math.sqrt(float(((diff - mean) ** 2).sum()) / (diff.numel() - 1))
-        if diff.numel() > 1
-        else math.nan
+        math.sqrt(float(dev.square_().sum()) / (n - 1)) if dev is not None else math.nan
     )
     out.update(_rs_fractions(length, decisions, criteria, B, n))
     return out
