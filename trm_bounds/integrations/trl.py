@@ -50,16 +50,18 @@ def generation_rollout(sampler: Any = None) -> Any:
     ``generate`` and records, at generation time, the log-probability of each sampled token under
     the distribution it was drawn from (the processed scores: temperature, top-k, top-p).
 
-    Prompts are plain strings (conversational prompts go through the tokenizer's chat template);
-    the trainer's ``generation_config`` is used. Returns TRL's keys ``prompt_ids``,
-    ``completion_ids`` (up to and including the first end-of-sequence token) and ``logprobs``.
+    Prompts are tokenized by TRL's own ``_tokenize_prompts`` (chat template for conversational
+    prompts; multimodal prompts are not supported); the trainer's ``generation_config`` is used.
+    Returns TRL's keys ``prompt_ids``, ``completion_ids`` (up to and including the first
+    end-of-sequence token) and ``logprobs``.
     """
 
     def rollout(prompts: list[Any], trainer: GRPOTrainer) -> dict[str, list]:
         tok = trainer.processing_class
-        texts = [p if isinstance(p, str) else tok.apply_chat_template(
-            p, tokenize=False, add_generation_prompt=True) for p in prompts]  # fmt: skip
-        ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        ids, images, _ = trainer._tokenize_prompts(prompts)  # TRL's own prompt tokenization
+        if images is not None:
+            raise NotImplementedError("generation_rollout: multimodal prompts are not supported")
+        ids = [list(i) for i in ids]
         model = trainer.accelerator.unwrap_model(trainer.model) if sampler is None else sampler
         dev = next(model.parameters()).device
         P = max(len(i) for i in ids)
@@ -78,12 +80,11 @@ def generation_rollout(sampler: Any = None) -> Any:
         comp = out.sequences[:, P:]  # (B, C)
         scores = torch.stack(out.scores, dim=1).float()  # (B, C, V) processed logits
         lps = torch.log_softmax(scores, dim=-1).gather(-1, comp.unsqueeze(-1)).squeeze(-1)
-        eos = set(trainer.eos_token_ids)
-        completion_ids, logprobs = [], []
-        for c, lp in zip(comp.tolist(), lps.tolist(), strict=True):
-            n = next((k + 1 for k, t in enumerate(c) if t in eos), len(c))
-            completion_ids.append(c[:n])
-            logprobs.append(lp[:n])
+        is_eos = torch.isin(comp, torch.tensor(trainer.eos_token_ids, device=comp.device))
+        first = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, comp.shape[1])  # (B,)
+        n = first.tolist()
+        completion_ids = [c[:k] for c, k in zip(comp.tolist(), n, strict=True)]
+        logprobs = [lp[:k] for lp, k in zip(lps.tolist(), n, strict=True)]
         return {"prompt_ids": ids, "completion_ids": completion_ids, "logprobs": logprobs}
 
     return rollout
