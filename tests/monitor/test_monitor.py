@@ -13,7 +13,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from trm_bounds.certify import estimate_error
+from trm_bounds.certify import certify_linear, estimate_error
 from trm_bounds.certify.linear import certified_mean
 from trm_bounds.evaluate import evaluate
 from trm_bounds.monitor import Monitor, RunFolderError, parse_criteria
@@ -56,16 +56,20 @@ def test_same_batch_same_numbers_as_the_evaluator(tmp_path, left):
         np.testing.assert_allclose(met[f"trm/{k}"], rep["metrics"][k], rtol=RTOL, atol=ATOL)
     for c in ("seq_max_k2", "seq_mean_k3", "seq_max_k2,seq_mean_k3"):
         assert rep["criteria"][c]["accepted"] == round(met[f"trm/acceptance_rate/{c}"] * 48)
-    cert = rep["certified"]
-    assert cert["T_max"] == T
+    # the certificate and the error estimate: the library on the whole arrays
+    cert = certify_linear(lp, rlp, m, T_max=T, level=0.95)
     for k in ("dbar_sum_estimate", "dbar_sum_ucb"):
         np.testing.assert_allclose(met[f"trm/cert/{k}"], cert[k], rtol=RTOL, atol=ATOL)
-    for v in ("published", "sharp", "proved_here"):
-        np.testing.assert_allclose(met[f"trm/cert/bound_{v}"], cert[v]["bound"], rtol=RTOL)
-    err = rep["error_estimate"]
+    for v, b in cert["bounds"].items():
+        np.testing.assert_allclose(met[f"trm/cert/bound_{v}"], b, rtol=RTOL, atol=ATOL)
+    err = estimate_error(lp, rlp, m, R)
     for k in ("error", "L_prime", "J_diff"):
         for p in ("estimate", "lo", "hi"):
             np.testing.assert_allclose(met[f"trm/error/{k}_{p}"], err[k][p], rtol=RTOL, atol=ATOL)
+    # and the evaluator's certified section, at the same range (the longest row here)
+    ev = rep["certified"]
+    assert ev["T_max"] == T
+    np.testing.assert_allclose(met["trm/cert/dbar_sum_ucb"], ev["dbar_sum_ucb"], rtol=RTOL)
 
 
 def test_alignment_dtype_and_padding_garbage_do_not_change_the_mask(tmp_path):
