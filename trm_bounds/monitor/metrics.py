@@ -42,6 +42,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from trm_bounds.masking import VERL_CRITERIA, criterion_parts
 
 if TYPE_CHECKING:
@@ -108,15 +110,13 @@ def verl_metrics(
 ) -> dict[str, float]:
     """verl's names with verl's definitions (module docstring); ``lp``, ``rlp`` ``(B, L)`` in
     the statistics' dtype, ``valid`` the bool mask (garbage at invalid cells never read)."""
-    import torch
 
     length = stats["length"].double()  # (B,)
     B = int(length.numel())
     n = float(length.sum())
     den = length + 1e-8
-    zero = torch.zeros((), dtype=lp.dtype, device=lp.device)
-    lp_sum = torch.where(valid, lp, zero).sum(dim=1, dtype=torch.float64)  # (B,)
-    rlp_sum = torch.where(valid, rlp, zero).sum(dim=1, dtype=torch.float64)
+    lp_sum = _row_sums64(lp, valid)  # (B,) float64
+    rlp_sum = _row_sums64(rlp, valid)
     r_sum = stats["r_sum"].double()
     d = -r_sum / den  # (B,) verl's per-row log_ppl_diff
     train_lppl, roll_lppl = -lp_sum / den, -rlp_sum / den
@@ -137,18 +137,46 @@ def verl_metrics(
         "rollout_corr/rollout_ppl": float(roll_lppl.exp().mean()),
     }
     diff = lp.exp()
-    diff.sub_(rlp.exp()).abs_()  # (B, L) |p_theta - p_roll|, in place
-    diff = torch.where(valid, diff, zero)
-    mean = float(diff.sum(dtype=torch.float64)) / n if n else math.nan
+    diff.sub_(rlp.exp()).abs_()  # (B, L) |p_theta - p_roll|, in place; padding never read
+    mean = _total64(diff, valid) / n if n else math.nan
     out["training/rollout_probs_diff_valid"] = 1.0
-    out["training/rollout_probs_diff_max"] = float(diff.max())  # padding 0 <= every |diff|
+    out["training/rollout_probs_diff_max"] = _max_nonneg(diff, valid)
     out["training/rollout_probs_diff_mean"] = mean
-    dev = torch.where(valid, diff.double().sub_(mean), 0.0) if n > 1 else None
     out["training/rollout_probs_diff_std"] = (
-        math.sqrt(float(dev.square_().sum()) / (n - 1)) if dev is not None else math.nan
+        math.sqrt(_total64(diff.sub_(mean).square_(), valid) / (n - 1)) if n > 1 else math.nan
     )
     out.update(_rs_fractions(length, decisions, criteria, B, n))
     return out
+
+
+def _row_sums64(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-row sums over the valid cells, accumulated in float64 (on CPU through numpy's masked
+    reduction: no temporary, several times faster than torch's float64 sum)."""
+    import torch
+
+    if x.device.type == "cpu":
+        v = np.add.reduce(x.numpy(), axis=1, dtype=np.float64, where=valid.numpy(), initial=0.0)
+        return torch.from_numpy(v)
+    return torch.where(valid, x, 0.0).sum(dim=1, dtype=torch.float64)
+
+
+def _total64(x: torch.Tensor, valid: torch.Tensor) -> float:
+    """The sum over the valid cells, accumulated in float64."""
+    import torch
+
+    if x.device.type == "cpu":
+        return float(np.add.reduce(x.numpy(), axis=None, dtype=np.float64, where=valid.numpy(),
+                                   initial=0.0))  # fmt: skip
+    return float(torch.where(valid, x, 0.0).sum(dtype=torch.float64))
+
+
+def _max_nonneg(x: torch.Tensor, valid: torch.Tensor) -> float:
+    """The maximum over the valid cells of a non-negative ``x`` (0 without a valid cell)."""
+    import torch
+
+    if x.device.type == "cpu":
+        return float(np.maximum.reduce(x.numpy(), axis=None, where=valid.numpy(), initial=0.0))
+    return float(torch.where(valid, x, 0.0).max())
 
 
 def _rs_fractions(
