@@ -8,6 +8,7 @@ through :func:`trm_bounds.planner.plan_inputs`.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -21,6 +22,7 @@ from trm_bounds.planner import (
     largest_delta,
     plan,
     plan_inputs,
+    required_sample_size,
     sequences_for_width,
     unified_at,
 )
@@ -161,3 +163,72 @@ def test_bernstein_planning_is_the_smallest_n_at_zero_variance():
 def test_sequences_for_width_refuses_betting():
     with pytest.raises(ValueError, match="method must be 'hoeffding' or 'bernstein'"):
         sequences_for_width(1.0, T_max=10, method="betting")
+
+
+# ---- required_sample_size: how many sequences for a certified bound of X ---------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(T=st.integers(1, 4096), target=st.floats(0.05, 50.0), level=st.sampled_from([0.8, 0.95, 0.99]),
+       method=st.sampled_from(["betting", "bernstein", "hoeffding"]),
+       c=st.sampled_from([1.0, 2.0, 4.0]))
+def test_required_sample_size_is_the_best_case_threshold(T, target, level, method, c):
+    """At n_units the library's own bound on n zeros, times c, is <= target; at n - 1 it is
+    not (or n - 1 is too few for the method); and n is never below the lower limit of any
+    valid bound, T (1 - alpha^(1/N)) <= u."""
+    r = required_sample_size(target, T_max=T, level=level, method=method, constant=c)
+    n = r["n_units"]
+
+    def bound(k):
+        return c * upper_confidence_bound(np.zeros(k), upper=float(T), level=level, method=method)
+
+    assert bound(n) <= target * (1 + 1e-12)
+    assert (n - 1 < (2 if method == "bernstein" else 1)) or bound(n - 1) > target
+    assert n >= r["lower_limit"] - 1e-9
+    assert T * (1 - (1 - level) ** (1 / r["lower_limit"])) <= target / c * (1 + 1e-9)
+
+
+def test_required_sample_size_reproduces_the_issue_number():
+    """Issue 17: with every X_i = 0 at T_max = 4096 and N = 2,048 the level-0.95 betting
+    certificate (constant 1) is the library's U; asking for that bound returns N <= 2,048, and
+    Hoeffding's closed form ceil(T^2 log(1/alpha) / (2 u^2)) for Hoeffding."""
+    U = upper_confidence_bound(np.zeros(2048), upper=4096.0, level=0.95, method="betting")
+    assert 8.1 < U < 8.2
+    assert required_sample_size(U, T_max=4096, constant=1.0)["n_units"] <= 2048
+    u = 2.0
+    n = required_sample_size(u, T_max=100, method="hoeffding", constant=1.0)["n_units"]
+    assert n == math.ceil(100**2 * math.log(20) / (2 * u * u) - 1e-9)
+
+
+def test_required_sample_size_reward_range_and_errors():
+    """The reward range divides the UCB needed by (hi - lo) c + dist(0, [lo, hi])."""
+    a = required_sample_size(8.0, T_max=50, constant=1.0, reward_range=(-3, 5))
+    b = required_sample_size(1.0, T_max=50, constant=1.0)
+    assert a["n_units"] == b["n_units"] and a["ucb_needed"] == b["ucb_needed"] == 1.0
+    assert required_sample_size(2.0, T_max=50, constant=1.0, reward_range=(1, 2))["ucb_needed"] == 1.0
+    for kw, msg in (({"T_max": None}, "T_max"), ({"T_max": 10, "method": "x"}, "method"),
+                    ({"T_max": 10, "level": 1.0}, "level")):
+        with pytest.raises(ValueError, match=msg):
+            required_sample_size(1.0, **kw)
+    with pytest.raises(ValueError, match="target"):
+        required_sample_size(0.0, T_max=10)
+
+
+def test_plan_cli_answers_the_sample_size_question(capsys):
+    """trm-bounds plan --max-response-length 4096 --certified-bound X: one line per constant
+    with the library's n_units and lower limit; --json has them under sample_size."""
+    from trm_bounds.cli import main
+
+    assert main(["plan", "--max-response-length", "4096", "--certified-bound", "8.16"]) == 0
+    out = capsys.readouterr().out
+    for variant, c in (("published", 4), ("sharp", 2), ("proved_here", 1)):
+        r = required_sample_size(8.16, T_max=4096, constant=c)
+        assert f"{variant}: A certified bound <= 8.16" in out
+        assert f"needs N >= {r['n_units']} sequences" in out and str(r["lower_limit"]) in out
+    assert main(["plan", "--T", "100", "--certified-bound", "2", "--reward-range", "0", "10",
+                 "--method", "hoeffding", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["sample_size"]["proved_here"] == required_sample_size(
+        2.0, T_max=100, method="hoeffding", constant=1.0, reward_range=(0, 10))
+    assert main(["plan", "--T", "100"]) != 0
+    assert "--certified-bound" in capsys.readouterr().err

@@ -139,23 +139,35 @@ def _add_bounds(sub) -> None:
 
 
 def _plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from trm_bounds.planner import format_plan, plan, sequences_for_width
+    from trm_bounds.planner import format_plan, plan, required_sample_size, sequences_for_width
     from trm_bounds.profiles import read_lengths
     from trm_bounds.results import to_jsonable
 
+    if args.target is None and args.certified_bound is None:
+        parser.error("needs --target (a threshold for B*) or --certified-bound (sequences for "
+                     "a certified bound)")
     if args.T is None and args.lengths is None:
-        parser.error("needs --T or --lengths")
+        parser.error("needs --T or --lengths (--T: the generation limit, max response length)")
     try:
         lengths = None if args.lengths is None else read_lengths(args.lengths)
     except ValueError as exc:
         raise CliError(str(exc), status=2) from None
+    constants = (("published", 4), ("sharp", 2), ("proved_here", 1))
     try:
-        p = plan(args.T, args.target, dkl_seq=args.dkl_seq, lengths=lengths)
+        if args.target is not None:
+            p = plan(args.T, args.target, dkl_seq=args.dkl_seq, lengths=lengths)
+        else:
+            p = {"T": args.T if args.T is not None else int(max(lengths))}
         if args.width is not None:  # constants 4 (published), 2 (sharp), 1 (docs §9)
             p["certified"] = {v: sequences_for_width(args.width, T_max=p["T"], level=args.level,
-                                                     method=args.method, variance=args.variance,
-                                                     constant=c)
-                              for v, c in (("published", 4), ("sharp", 2), ("proved_here", 1))}
+                                                     method=args.method or "hoeffding",
+                                                     variance=args.variance, constant=c)
+                              for v, c in constants}
+        if args.certified_bound is not None:
+            p["sample_size"] = {v: required_sample_size(
+                args.certified_bound, T_max=p["T"], level=args.level,
+                method=args.method or "betting", constant=c,
+                reward_range=args.reward_range or (0.0, 1.0)) for v, c in constants}
     except ValueError as exc:
         parser.error(str(exc))
     print(json.dumps(to_jsonable(p), indent=1) if args.json else format_plan(p))
@@ -163,12 +175,17 @@ def _plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _add_plan(sub) -> None:
-    p = sub.add_parser("plan", help="largest TRM threshold delta for a target B*",
+    p = sub.add_parser("plan", help="largest TRM threshold delta for a target B*; sequences "
+                       "a certified bound needs",
                        description="Largest per-token KL threshold delta (nats) with B* <= "
                        "--target, published and sharp, at the uniform worst case "
-                       "(trm_bounds.planner); --width: sequences a certified bound needs.")
-    p.add_argument("--T", type=int, help="horizon T (default with --lengths: the longest)")
-    p.add_argument("--target", type=float, required=True, help="target for B* (> 0)")
+                       "(trm_bounds.planner); --width: sequences for a certified bound of that "
+                       "width; --certified-bound: sequences (or prompt groups) for a certified "
+                       "bound of that size at the generation limit --T.")
+    p.add_argument("--T", "--max-response-length", dest="T", type=int,
+                   help="horizon T = the generation limit, max response length (default with "
+                        "--lengths: the longest)")
+    p.add_argument("--target", type=float, help="target for B* (> 0)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--dkl-seq", type=float, help="fixed D_KL^seq, nats (default: T delta)")
     g.add_argument("--lengths", metavar="FILE",
@@ -176,9 +193,16 @@ def _add_plan(sub) -> None:
                         "D_KL^seq = delta * mean length, Dbar_t = eps Pr(T_i >= t), and one "
                         "threshold per length quantile")
     p.add_argument("--width", type=float, help="target width of the certified Linear bound")
+    p.add_argument("--certified-bound", type=float, metavar="X",
+                   help="sequences (or prompt groups) for a certified |Error| bound <= X at "
+                        "--T and --level: exact for --method in the best case (every X_i = 0 "
+                        "observed), with the lower limit of any valid bound")
+    p.add_argument("--reward-range", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="with --certified-bound: the a-priori reward range (default 0 1)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
-    p.add_argument("--method", choices=("hoeffding", "bernstein"), default="hoeffding",
-                   help="confidence bound for --width (hoeffding: a guarantee)")
+    p.add_argument("--method", choices=("betting", "bernstein", "hoeffding"), default=None,
+                   help="confidence bound (default: hoeffding for --width, a guarantee; "
+                        "betting for --certified-bound, the certificate's default)")
     p.add_argument("--variance", type=float, default=None,
                    help="with --method bernstein: assumed Var(X_i) (default T^2/4, the largest)")
     p.add_argument("--json", action="store_true", help="JSON (delta_published, delta_sharp, ...)")

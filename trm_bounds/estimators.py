@@ -12,9 +12,9 @@ Inputs for ``N`` sequences of horizon ``T`` sampled from ``pi_roll`` (prompts in
 Every estimate is a sample mean of i.i.d. per-sequence terms, hence unbiased; its interval is
 ``mean +- z * sd / sqrt(N)`` (``z = 4`` by default).  Estimators (docs/theory.md §2, §3, §6):
 
-- ``error``: ``R (expm1(S) - sum_t expm1(r_t))``, ``S = sum_t r_t`` — the definition
-  ``E_roll[R (prod rho - 1 - sum (rho - 1))]`` in log space;
-- ``L_prime``: ``R sum_t expm1(r_t)``; ``J_diff`` ``= J(theta) - J(roll)``: ``R expm1(S)``;
+- ``error``, ``L_prime``, ``J_diff``: the summands of
+  :func:`trm_bounds.certify.error_estimate.error_terms` (their one owner), here with the
+  ``z``-sigma intervals of the studies instead of the gated intervals of the log reports;
 - ``Dbar`` (per ``t``): ``|expm1(r_t)| / 2`` (since ``E_{y_t~roll}|rho_t - 1| = 2 TV(c_t)``);
   ``Dbar_rb``: ``TV(c_t)`` of the visited context (Rao-Blackwellised, lower variance);
 - ``D_KL_seq``: ``sum_t k3(r_t) = sum_t (expm1(r_t) - r_t)`` (each term unbiased for
@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from trm_bounds.bounds import plugin_bounds
+from trm_bounds.certify.error_estimate import error_terms
 from trm_bounds.divergences import k1, k3
 
 __all__ = ["Estimate", "mean_ci", "mc_estimates", "plugin_bounds_from_estimates", "CAVEAT"]
@@ -110,13 +111,14 @@ def mc_estimates(
     N, T = r.shape
     S = r.sum(axis=1)  # (N,)
     em = np.expm1(r)  # (N, T)  rho_t - 1
+    terms = error_terms(S, em.sum(axis=1), R)  # the one owner of the summands (§2, §9)
     out: dict[str, Any] = {
         "N": N,
         "T": T,
         "z": z,
-        "error": mean_ci(R * (np.expm1(S) - em.sum(axis=1)), z=z),
-        "L_prime": mean_ci(R * em.sum(axis=1), z=z),
-        "J_diff": mean_ci(R * np.expm1(S), z=z),
+        "error": mean_ci(terms["error"], z=z),
+        "L_prime": mean_ci(terms["L_prime"], z=z),
+        "J_diff": mean_ci(terms["J_diff"], z=z),
         "Dbar": mean_ci(0.5 * np.abs(em), z=z),
         "D_KL_seq": mean_ci(k3(r).sum(axis=1), z=z),
         "D_KL_seq_k1": mean_ci(k1(S), z=z),

@@ -56,6 +56,8 @@ __all__ = [
     "largest_delta",
     "plan",
     "sequences_for_width",
+    "required_sample_size",
+    "format_sample_size",
     "format_plan",
     "QUANTILES",
 ]
@@ -328,6 +330,78 @@ def sequences_for_width(
             "T_max": int(T_max), "width": float(width), "kind": kind}  # fmt: skip
 
 
+def required_sample_size(target: float, *, T_max: int, level: float = 0.95,
+                         method: str = "betting", sharp: bool = False,
+                         reward_range: Sequence[float] = (0.0, 1.0),
+                         constant: float | None = None) -> dict[str, Any]:
+    r"""Sequences (or groups) ``N`` for a certified bound ``<= target`` (docs/theory.md §9).
+
+    The certificate is ``bound = ((hi - lo) c + dist(0, [lo, hi])) U`` with ``U`` the
+    ``method``'s upper confidence bound on the mean of ``X in [0, T_max]`` over ``N`` units
+    (:func:`trm_bounds.certify.certify_sums`), so it needs ``U <= u = target / ((hi - lo) c +
+    dist(0, [lo, hi]))``.
+
+    * ``n_units``: the smallest ``N`` whose **best case** meets the target: every ``X_i = 0``
+      observed (``theta = roll`` on every sampled token), ``U`` computed by the library's own
+      confidence bound, so exact for the method; more divergence needs more units.  Found by
+      doubling and bisection and checked at the answer (``N`` meets the target, ``N - 1``
+      does not).
+    * ``lower_limit``: no bound valid for every law on ``[0, T_max]`` does better: under the
+      law ``X = T_max`` with probability ``p`` (else 0), all ``N`` draws are 0 with probability
+      ``(1 - p)^N``, so validity forces ``U(0, ..., 0) >= T_max (1 - alpha^{1/N})``, i.e.
+      ``N >= log(1/alpha) / -log1p(-u / T_max)``, about ``T_max log(1/alpha) / u``
+      (``lower_limit_approx``).
+
+    >>> r = required_sample_size(1.0, T_max=100, method="hoeffding", constant=1.0)
+    >>> r["n_units"], r["lower_limit"]       # Hoeffding: 100^2 log 20 / 2
+    (14979, 299)
+    """
+    from trm_bounds.certify.confidence import METHODS, upper_confidence_bound
+    from trm_bounds.certify.linear import check_reward_range, check_T_max
+
+    T = check_T_max(T_max)
+    lo, hi = check_reward_range(reward_range)
+    if not (math.isfinite(target) and target > 0):
+        raise ValueError(f"target must be a finite positive number, got {float(target)!r}")
+    if not (0 < level < 1):
+        raise ValueError(f"level must lie in (0, 1), got {float(level)!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    c = float(constant) if constant is not None else (2.0 if sharp else 4.0)
+    factor = (hi - lo) * c + max(lo, -hi, 0.0)
+    u, alpha = target / factor, 1.0 - level
+    lower = math.log(1.0 / alpha) / -math.log1p(-u / T) if u < T else 1.0
+
+    def meets(n: int) -> bool:
+        return n >= (2 if method == "bernstein" else 1) and upper_confidence_bound(
+            np.zeros(n), upper=float(T), level=level, method=method) <= u
+
+    lo_n, hi_n = max(1, math.floor(lower) - 1), max(2, math.ceil(lower))
+    while not meets(hi_n):
+        lo_n, hi_n = hi_n, 2 * hi_n
+    while hi_n - lo_n > 1:  # invariant: meets(hi_n), and lo_n does not or is below the limit
+        mid = (lo_n + hi_n) // 2
+        lo_n, hi_n = (lo_n, mid) if meets(mid) else (mid, hi_n)
+    return {"n_units": hi_n, "target": float(target), "T_max": T, "level": float(level),
+            "method": method, "constant": c, "reward_range": [lo, hi], "ucb_needed": u,
+            "lower_limit": max(1, math.ceil(lower - 1e-9)),
+            "lower_limit_approx": T * math.log(1.0 / alpha) / u,
+            "checked": {"meets_at_n": meets(hi_n), "meets_at_n_minus_1": meets(hi_n - 1)},
+            "kind": "best case: every X_i = 0 observed; the bound of a run with divergence "
+                    "is larger, so this many units are necessary, not sufficient"}
+
+
+def format_sample_size(r: dict[str, Any]) -> str:
+    """One sentence for :func:`required_sample_size` (what ``trm-bounds plan`` prints)."""
+    return (f"A certified bound <= {r['target']:g} at generation limit T_max = {r['T_max']} and "
+            f"level {r['level']:g} ({r['method']}, constant {r['constant']:g}, rewards in "
+            f"[{r['reward_range'][0]:g}, {r['reward_range'][1]:g}]) needs N >= {r['n_units']} "
+            f"sequences (or prompt groups) in the best case, every X_i = 0 observed (more with "
+            f"any divergence); no valid bound can do it with fewer than {r['lower_limit']} "
+            f"(about T_max log(1/alpha) / u = {r['lower_limit_approx']:.4g}, u = "
+            f"{r['ucb_needed']:.4g}).")
+
+
 def _num(x: float | None) -> str:
     if x is None:
         return "-"
@@ -341,7 +415,7 @@ def format_plan(p: dict[str, Any]) -> str:
         f"Largest per-token KL threshold delta (nats) with B* <= {p['target']:g} at T = {p['T']}:",
         f"  published (constant 4): delta <= {_num(p['delta_published'])}",
         f"  sharp     (constant 2): delta <= {_num(p['delta_sharp'])}",
-    ]
+    ] if "target" in p else []
     if "quantiles" in p:
         lines.append(f"Mean logged length {p['mean_length']:.1f}. If responses were cut at a "
                      "length quantile T_q (a guarantee only for the cut run):")
@@ -352,5 +426,7 @@ def format_plan(p: dict[str, Any]) -> str:
         lines.append(f"Sequences for a certified Linear bound of width {c['width']:g} at level "
                      f"{c['level']:g} ({c['method']}, {variant}, constant {c['constant']:g}): "
                      f"N >= {c['n_sequences']} ({c['kind']})")
-    lines.append("Assumptions: " + "; ".join(p["assumptions"]) + ".")
+    lines += [f"{v}: {format_sample_size(r)}" for v, r in p.get("sample_size", {}).items()]
+    if "assumptions" in p:
+        lines.append("Assumptions: " + "; ".join(p["assumptions"]) + ".")
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Certified bounds from logs (docs/theory.md §9): Lemma 9.1 (TV is the rollout mean of
 (1 - rho)_+), Theorem 9.3 (|Error| <= sum_t Dbar_t, with or without absolute continuity, and
-attained), and the library functions certify_linear and estimate_error."""
+attained), the reward-range scaling, and certify_linear / certify_sums with their conditions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.tolerances import ATOL, RTOL, leq
 
-from trm_bounds.certify import certify_linear, estimate_error, upper_confidence_bound
+from trm_bounds.certify import certify_linear, upper_confidence_bound
 from trm_bounds.certify.exact import sequence_table
 from trm_bounds.certify.linear import CONSTANTS, certify_sums
 from trm_bounds.engines.tree import exact_report
@@ -231,41 +231,6 @@ def test_certify_linear_no_valid_token_and_shapes():
         certify_linear(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)), T_max=2)
     with pytest.raises(ValueError, match="rollout_log_probs: shape"):
         certify_linear(np.zeros((2, 2)), np.zeros((2, 3)), np.ones((2, 2)), T_max=2)
-
-
-# ---- estimate_error ----------------------------------------------------------------------
-
-
-def test_estimate_error_is_unbiased_on_an_exact_instance():
-    """On an absolutely continuous tree instance, 20,000 sampled sequences: the estimates of
-    Error, J_theta - J_roll and L' lie within 5 standard errors of the exact values (tree
-    engine), and Error = J_diff - L' for the estimates."""
-    inst = GENERATORS["dense"](7, 3, 4, 2)
-    rep = exact_report(inst)
-    lp, lr, R, _ = _sample(inst, 20000, 8)
-    out = estimate_error(lp, lr, np.ones_like(lp), R)
-    for key, exact in (("error", rep["error"]), ("J_diff", rep["J_theta"] - rep["J_roll"]),
-                       ("L_prime", rep["L_prime"])):
-        assert abs(out[key]["estimate"] - exact) <= 5 * out[key]["se"] + ATOL, key
-        assert out[key]["lo"] < out[key]["estimate"] < out[key]["hi"]
-    np.testing.assert_allclose(out["error"]["estimate"],
-                               out["J_diff"]["estimate"] - out["L_prime"]["estimate"],
-                               RTOL, ATOL)
-    assert 0 < out["ess"] <= 20000 and out["ess_fraction"] == out["ess"] / 20000
-
-
-def test_estimate_error_ess_is_kish_and_warns_when_small():
-    """ESS = (sum w)^2 / sum w^2 of w = prod rho; one dominant weight gives ESS ~ 1, a warning."""
-    lr = np.log(np.full((100, 2), 0.5))
-    lp = lr.copy()
-    lp[0] = np.log([0.99, 0.99])  # w_0 = 3.92, others 1
-    lp[1:] = np.log([0.01, 0.5])  # w = 0.02
-    w = np.exp((lp - lr).sum(axis=1))
-    out = estimate_error(lp, lr, np.ones_like(lp), np.ones(100))
-    np.testing.assert_allclose(out["ess"], w.sum() ** 2 / (w**2).sum(), RTOL, ATOL)
-    assert out["ess"] < 10 and out["warnings"]
-    with pytest.raises(ValueError, match="rewards"):
-        estimate_error(lp, lr, np.ones_like(lp), np.ones(99))
 
 
 # ---- the conditions of the certificate (docs/theory.md §9): range, groups, rewards, rows ----

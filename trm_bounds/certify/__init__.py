@@ -8,13 +8,14 @@ from trm_bounds.certify.confidence import (
     mean_interval,
     upper_confidence_bound,
 )
-from trm_bounds.certify.error_estimate import estimate_error
+from trm_bounds.certify.error_estimate import estimate_error, estimate_error_sums
 from trm_bounds.certify.linear import certify_linear, certify_sums
 
 __all__ = [
     "certify_linear",
     "certify_sums",
     "estimate_error",
+    "estimate_error_sums",
     "upper_confidence_bound",
     "lower_confidence_bound",
     "mean_interval",

@@ -1,22 +1,26 @@
-r"""The actual surrogate error of a logged run, estimated (docs/theory.md §2, §9).
+r"""The actual surrogate error of a logged run, estimated (docs/theory.md §2, §9): the one owner.
 
-For sequences sampled from :math:`\pi_{\text{roll}}` with rewards ``R`` and
-:math:`S = \sum_t r_t = \log\prod_t\rho_t`:
+For sequences sampled from :math:`\pi_{\text{roll}}` with rewards ``R``,
+:math:`S = \sum_t r_t = \log\prod_t\rho_t` and :math:`U = \sum_t(\rho_t - 1)` per sequence:
 
 .. math::
 
-    \mathrm{Error} = \mathbb E_{\text{roll}}\Big[R\Big(\prod_t\rho_t - 1 - \sum_t(\rho_t - 1)\Big)\Big],
-    \quad J_\theta - J_{\text{roll}} = \mathbb E_{\text{roll}}[R(\prod_t\rho_t - 1)],
-    \quad L' = \mathbb E_{\text{roll}}\Big[R\sum_t(\rho_t - 1)\Big],
+    J_\theta - J_{\text{roll}} = \mathbb E_{\text{roll}}[R\,\mathrm{expm1}(S)],
+    \quad L' = \mathbb E_{\text{roll}}[R\,U],
+    \quad \mathrm{Error} = \mathbb E_{\text{roll}}\big[R\,(\mathrm{expm1}(S) - U)\big],
 
-each estimated by the sample mean of its per-sequence term (computed with ``expm1``), which is
-unbiased under :math:`\pi_\theta \ll \pi_{\text{roll}}`.  These are **estimates**, not
-certificates: :math:`\prod_t\rho_t` is heavy-tailed, so the interval
-:math:`\hat\mu \pm z_{1-\alpha/2}\,\hat\sigma/\sqrt N` relies on the central limit theorem and
-can under-cover badly when the effective sample size
-:math:`\mathrm{ESS} = (\sum_i w_i)^2/\sum_i w_i^2`, :math:`w_i = \prod_t\rho_{it}`, is small
-(Kish 1965; Owen 2013, §9.3).  Without absolute continuity, sequences that only
-:math:`\pi_\theta` can produce are never sampled and :math:`J_\theta` is underestimated.
+each estimated by the sample mean of its per-sequence summand (:func:`error_terms`), unbiased
+under :math:`\pi_\theta \ll \pi_{\text{roll}}` (without it the sequences only
+:math:`\pi_\theta` produces are never sampled and :math:`J_\theta` is underestimated).  These
+are **estimates**, not certificates.  The interval
+:math:`\hat\mu \pm z_{1-\alpha/2}\,\hat\sigma/\sqrt n` is a central-limit approximation over the
+``n`` independent units (sequences, or prompt groups with ``group_ids``, whose means are
+i.i.d.); the summands are heavy-tailed (:math:`e^S`), so it is **shown only where the Pareto
+k-hat diagnostic** of its summands (both tails, :mod:`trm_bounds.certify.pareto`; Vehtari et
+al., JMLR 2024) is below the paper's threshold :math:`\min(1 - 1/\log_{10} n, 0.7)`, and
+otherwise withheld with the k-hat value (docs/theory.md §9 "The actual error, estimated").
+The Kish effective sample size :math:`(\sum_i w_i)^2/\sum_i w_i^2` of the weights
+:math:`w_i = e^{S_i}` is reported too (0 when every weight is 0).
 
 >>> import numpy as np
 >>> lp = np.log(np.full((4, 3), 0.5))
@@ -32,71 +36,208 @@ from typing import Any
 
 import numpy as np
 
+from trm_bounds.certify.linear import group_means
+from trm_bounds.certify.pareto import khat_threshold, pareto_khat
 from trm_bounds.certify.samples import as_float64, valid_log_ratios
 
-__all__ = ["estimate_error", "ESS_WARN_FRACTION"]
+__all__ = ["estimate_error", "estimate_error_sums", "error_terms", "ESS_WARN_FRACTION",
+           "QUANTITIES"]
 
-#: ESS / N below which the interval is flagged as unreliable.
+#: ESS / N below which a warning is given (the interval is gated by k-hat, not by the ESS).
 ESS_WARN_FRACTION = 0.1
+#: Relative size below which ``expm1(S) - U`` is rounding noise (:func:`error_terms`).
+NOISE = 1e-10
+#: The estimated quantities, in report order.
+QUANTITIES = ("error", "J_diff", "L_prime")
 
 
-def _summary(v: np.ndarray, z: float) -> dict[str, float]:
-    """Sample mean, standard error and CLT interval of per-sequence terms ``v`` ``(N,)``."""
+def error_terms(S: np.ndarray, U: np.ndarray, R: np.ndarray) -> dict[str, np.ndarray]:
+    r"""Per-sequence summands ``(N,)``: ``J_diff = R expm1(S)``, ``L_prime = R U``,
+    ``error = J_diff - L_prime`` (docs/theory.md §2, §9).  ``S = -inf`` (some
+    :math:`\rho_t = 0`) gives ``expm1(S) = -1``; overflow gives ``inf`` (flagged by the caller).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        jd = R * np.expm1(S)
+        lp = R * U
+        err = jd - lp
+        # expm1(S) - U cancels exactly where one rho_t differs from 1 (second order vanishes);
+        # rounding leaves |err| <= T_i 2^-52 (|jd| + |lp|), far below 1e-10 (|jd| + |lp|)
+        # for any T_i < 4e5: such values are 0, so no decision rests on rounding noise.
+        err = np.where(np.abs(err) <= NOISE * (np.abs(jd) + np.abs(lp)), 0.0, err)
+        return {"error": err, "J_diff": jd, "L_prime": lp}
+
+
+def _tail_k(v: np.ndarray) -> float:
+    """k-hat of the heavier of the two tails of ``v`` (``inf`` if ``v`` is not finite)."""
+    if not np.isfinite(v).all():
+        return math.inf
+    return max(pareto_khat(v), pareto_khat(-v))
+
+
+def _summary(v: np.ndarray, z: float, k_max: float, weights_why: str | None) -> dict[str, Any]:
+    """Mean, standard error, k-hat, and the CLT interval if it is trusted (else ``None``, with
+    ``withheld_because``): ``k < k_max``, ``se > 0`` (a zero-width interval states nothing) and
+    the weights pass (``weights_why`` None)."""
     n = v.shape[0]
-    mean = float(v.mean())
-    se = float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
-    return {"estimate": mean, "se": se, "lo": mean - z * se, "hi": mean + z * se}
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = float(v.mean())
+        se = float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    k = _tail_k(v)
+    why = None
+    if k == math.inf:
+        why = ("no Pareto tail fit: fewer than 5 distinct values in a tail of the summands "
+               f"({n} {'units' if n != 1 else 'unit'})")
+    elif not k < k_max:
+        why = f"Pareto k-hat of the summands {k:.2f} not below {k_max:.2f}"
+    elif not (math.isfinite(se) and se > 0):
+        why = "no variation among the summands (a zero-width interval states nothing)"
+    elif weights_why is not None:
+        why = weights_why
+    shown = why is None
+    return {"estimate": mean, "se": se, "pareto_k": k, "shown": shown,
+            "lo": mean - z * se if shown else None, "hi": mean + z * se if shown else None,
+            "withheld_because": why}
 
 
-def estimate_error(log_probs: Any, rollout_log_probs: Any, mask: Any, rewards: Any, *,
-                   level: float = 0.95) -> dict[str, Any]:
-    r"""Estimates of Error, ``J_theta - J_roll`` and ``L'`` with CLT intervals and the ESS.
+def _weights_check(uw: np.ndarray, z: float) -> dict[str, Any]:
+    r"""The sample mean of the unit weights :math:`e^{S}` against its known mean 1.
 
-    ``log_probs``, ``rollout_log_probs``, ``mask``: ``(B, T)`` as in
-    :func:`trm_bounds.certify.certify_linear`; ``rewards``: ``(B,)`` finite.  Returns
-    ``level``, ``n_sequences``, ``error``, ``J_diff``, ``L_prime`` (each a dict ``estimate``,
-    ``se``, ``lo``, ``hi``), ``ess`` and ``ess_fraction`` of the weights
-    :math:`\prod_t\rho_t`, ``warnings`` and ``assumptions`` (lists of strings).
+    Under :math:`\pi_\theta \ll \pi_{\text{roll}}`, :math:`\mathbb E_{\text{roll}}[e^S] = 1`
+    (Owen 2013, §9.3); a mean further than ``z`` standard errors from 1 says that the sample
+    misses where :math:`\pi_\theta` puts its mass (an unseen heavy tail, or no absolute
+    continuity), which no tail diagnostic of the seen values can show.
+    """
+    n = uw.shape[0]
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = float(uw.mean())
+        se = float(uw.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    ok = bool(math.isfinite(mean) and math.isfinite(se) and abs(mean - 1.0) <= z * se)
+    return {"estimate": mean, "se": se, "consistent": ok}
+
+
+def estimate_error_sums(S: Any, U: Any, rewards: Any, *, level: float = 0.95,
+                        group_ids: Any = None, lengths: Any = None) -> dict[str, Any]:
+    r"""Estimates of Error, ``J_theta - J_roll`` and ``L'`` from per-row arrays ``(N,)``.
+
+    ``S``: :math:`\sum_t\log\rho_t` (``-inf`` allowed), ``U``: :math:`\sum_t(\rho_t - 1)`,
+    ``rewards``: finite; ``lengths`` optional valid-token counts (rows of length 0 are not
+    sequences: excluded, counted in ``n_empty_rows``); ``group_ids`` optional, one id per row:
+    the units are the prompt groups (means of the summands per group).  Returns ``level``,
+    ``unit``, ``n_units``, ``n_sequences``, ``n_empty_rows``, for each of ``error``, ``J_diff``,
+    ``L_prime`` a dict (``estimate``, ``se``, ``pareto_k``, ``shown``, ``lo``, ``hi``; ``lo``
+    and ``hi`` are None where withheld), ``pareto_k_threshold``, ``pareto_k_weights`` (k-hat of
+    the unit weights :math:`e^{S}`, the PSIS diagnostic), ``ess``, ``ess_fraction`` (Kish, of the
+    sequence weights), ``diagnostic`` (one sentence: what is shown and why), ``warnings`` and
+    ``assumptions``.
     """
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {float(level)}")
-    r, valid = valid_log_ratios(log_probs, rollout_log_probs, mask)
+    S = as_float64(S, "S").reshape(-1)
+    Uv = as_float64(U, "U").reshape(-1)
     R = as_float64(rewards, "rewards").reshape(-1)
-    if R.shape[0] != r.shape[0]:
-        raise ValueError(f"rewards: {R.shape[0]} values for {r.shape[0]} sequences")
+    n_rows = S.shape[0]
+    for name, a in (("U", Uv), ("rewards", R)):
+        if a.shape[0] != n_rows:
+            raise ValueError(f"{name}: {a.shape[0]} values for {n_rows} sequences")
     if not np.all(np.isfinite(R)):
-        raise ValueError(f"rewards: NaN or inf (value {float(R[~np.isfinite(R)][0])})")
-    S = r.sum(axis=1)  # (B,) log prod rho, may be -inf
-    with np.errstate(over="ignore"):
-        jd = R * np.expm1(S)  # (B,)
-    lpr = R * np.where(valid, np.expm1(r), 0.0).sum(axis=1)  # (B,)
-    err = jd - lpr
-    z = NormalDist().inv_cdf(1.0 - (1.0 - float(level)) / 2.0)
-    n = r.shape[0]
+        i = int(np.flatnonzero(~np.isfinite(R))[0])
+        raise ValueError(f"rewards: row {i}: NaN or inf (value {float(R[i])})")
+    if np.isnan(S).any() or (S == np.inf).any() or np.isnan(Uv).any():
+        raise ValueError("S, U: NaN or S = +inf (log-probabilities must be validated first)")
+    keep = np.ones(n_rows, dtype=bool) if lengths is None else (
+        as_float64(lengths, "lengths").reshape(-1) > 0)
+    if keep.shape[0] != n_rows:
+        raise ValueError(f"lengths: {keep.shape[0]} values for {n_rows} sequences")
+    n = int(keep.sum())
+    if n == 0:
+        raise ValueError("no sequence: every row is empty (no valid token)")
+    S, Uv, R = S[keep], Uv[keep], R[keep]
+    terms = error_terms(S, Uv, R)
     finite = np.isfinite(S)
-    # Kish ESS of w = exp(S), scaled by the largest weight (S is finite or -inf, never +inf)
-    w = np.exp(S - S[finite].max()) if finite.any() else np.zeros(n)
+    w = np.exp(S - S[finite].max()) if finite.any() else np.zeros(n)  # (n,) scaled weights
+    with np.errstate(over="ignore"):
+        w1 = np.exp(S)  # (n,) the weights themselves, mean 1 under absolute continuity
+    if group_ids is None:
+        unit, units = "sequence", {q: terms[q] for q in QUANTITIES}
+        uw, uw1 = w, w1
+    else:
+        ids = np.asarray(group_ids)
+        if ids.shape != (n_rows,):
+            raise ValueError(f"group_ids: expected one id per row ({n_rows}), got {ids.shape}")
+        unit = "group"
+        units = {q: group_means(terms[q], ids[keep])[0] for q in QUANTITIES}
+        uw, uw1 = group_means(w, ids[keep])[0], group_means(w1, ids[keep])[0]
+    n_units = int(units["error"].shape[0])
+    z = NormalDist().inv_cdf(1.0 - (1.0 - float(level)) / 2.0)
+    k_max = khat_threshold(n_units)
+    wcheck = _weights_check(uw1, z)
+    k_w = pareto_khat(uw)
+    weights_why = None
+    if not k_w < k_max:
+        weights_why = f"Pareto k-hat of the weights prod_t rho_t {k_w:.2f} not below {k_max:.2f}"
+    elif not wcheck["consistent"]:
+        weights_why = (f"the weights prod_t rho_t average {wcheck['estimate']:.3g} (se "
+                       f"{wcheck['se']:.2g}), not 1: the sample misses where pi_theta puts mass")
+    out_q = {q: _summary(units[q], z, k_max, weights_why) for q in QUANTITIES}
     ess = float(w.sum() ** 2 / (w**2).sum()) if w.sum() > 0 else 0.0
     warnings = []
     if ess < ESS_WARN_FRACTION * n:
-        warnings.append(f"effective sample size of prod_t rho_t is {ess:.3g} of {n} sequences: "
-                        "the interval of error and J_diff is unreliable (heavy tails)")
-    if not np.isfinite(err).all():
-        warnings.append("prod_t rho_t overflows float64 on some sequence: estimates are inf")
+        warnings.append(f"effective sample size of prod_t rho_t is {ess:.3g} of {n} sequences "
+                        "(heavy-tailed or vanishing importance weights)")
+    if not all(np.isfinite(terms[q]).all() for q in QUANTITIES):
+        warnings.append("prod_t rho_t or rho_t overflows float64 on some sequence: estimates "
+                        "are inf")
+    withheld = [q for q in QUANTITIES if not out_q[q]["shown"]]
+    if withheld:
+        diagnostic = "interval withheld (PSIS diagnostics, Vehtari et al. 2024): " + "; ".join(
+            f"{q}: {out_q[q]['withheld_because']}" for q in withheld)
+        warnings.append(diagnostic + "; the point estimates are unreliable too")
+    else:
+        diagnostic = (f"intervals shown: Pareto k-hat of every summand and of the weights below "
+                      f"{k_max:.2f} for {n_units} {unit}s (PSIS, Vehtari et al. 2024) and the "
+                      "weights average 1 within their confidence interval")
     return {
         "level": float(level),
+        "unit": unit,
+        "n_units": n_units,
         "n_sequences": n,
-        "error": _summary(err, z),
-        "J_diff": _summary(jd, z),
-        "L_prime": _summary(lpr, z),
+        "n_empty_rows": n_rows - n,
+        **out_q,
+        "pareto_k_threshold": k_max,
+        "pareto_k_weights": k_w,
+        "weights_mean": wcheck,
         "ess": ess,
         "ess_fraction": ess / n,
+        "diagnostic": diagnostic,
         "warnings": warnings,
         "assumptions": [
             "estimates, not certified bounds: intervals are CLT intervals (normal "
-            f"approximation at level {float(level)}), which heavy-tailed prod_t rho_t can break",
-            "rows are i.i.d. sequences from pi_roll with their rewards",
+            f"approximation at level {float(level)}) over independent {unit}s, shown only where "
+            "the Pareto k-hat diagnostic trusts them",
+            ("rows are independent sequences from pi_roll with their rewards, one per prompt"
+             if unit == "sequence" else
+             "prompt groups are independent, responses within a group each from pi_roll"),
             "unbiased only under pi_theta << pi_roll (rollouts without top-p/top-k truncation); "
             "otherwise J_theta and Error are underestimated",
         ],
     }
+
+
+def estimate_error(log_probs: Any, rollout_log_probs: Any, mask: Any, rewards: Any, *,
+                   level: float = 0.95, group_ids: Any = None) -> dict[str, Any]:
+    r"""Estimates of Error, ``J_theta - J_roll`` and ``L'`` from padded arrays (docs/theory.md §9).
+
+    ``log_probs``, ``rollout_log_probs``, ``mask``: ``(B, T)`` as in
+    :func:`trm_bounds.certify.certify_linear`; ``rewards``: ``(B,)`` finite; ``group_ids``
+    ``(B,)`` optional.  Computes ``S``, ``U`` per row and returns
+    :func:`estimate_error_sums` (its keys).
+    """
+    r, valid = valid_log_ratios(log_probs, rollout_log_probs, mask)
+    S = r.sum(axis=1)  # (B,) log prod rho, may be -inf
+    with np.errstate(over="ignore"):
+        U = np.where(valid, np.expm1(r), 0.0).sum(axis=1)  # (B,)
+    R = as_float64(rewards, "rewards").reshape(-1)
+    if R.shape[0] != r.shape[0]:
+        raise ValueError(f"rewards: {R.shape[0]} values for {r.shape[0]} sequences")
+    return estimate_error_sums(S, U, R, level=level, group_ids=group_ids,
+                               lengths=valid.sum(axis=1))

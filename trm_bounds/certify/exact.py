@@ -9,6 +9,9 @@ definition :math:`\mathrm{Error} = J_\theta - J_{\text{roll}} - L'` with the cen
 - ``w_roll`` = :math:`P(x)P^{\text{roll}}(y\mid x)`, ``w_theta`` likewise;
 - ``X`` = :math:`\sum_t(1-\rho_t)_+` (:mod:`trm_bounds.certify.samples`), defined where
   ``w_roll > 0`` and 0 elsewhere;
+- ``S`` = :math:`\sum_t\log\rho_t` and ``U`` = :math:`\sum_t(\rho_t - 1)` (the summands of
+  the error estimate, :mod:`trm_bounds.certify.error_estimate`), defined where ``w_roll > 0``
+  (``S = -inf`` where some :math:`\rho_t = 0`) and 0 elsewhere;
 - ``coef`` = :math:`w_\theta - w_{\text{roll}} - w_{\text{roll}}\sum_t(\rho_t - 1)`, so that
   :math:`\mathrm{Error} = \sum_y R(y)\,\mathrm{coef}(y)` and
   :math:`\max_{R\in[0,1]}|\mathrm{Error}| = \max(\sum\mathrm{coef}_+, \sum\mathrm{coef}_-)`.
@@ -36,6 +39,8 @@ class SequenceTable:
     coef: np.ndarray
     reward: np.ndarray
     dbar: np.ndarray  # (T,) Dbar_t = E_roll TV(c_t), from the context tables directly
+    S: np.ndarray  # (n_prompts, V^T) sum_t log rho_t
+    U: np.ndarray  # (n_prompts, V^T) sum_t (rho_t - 1)
 
     @property
     def dbar_sum(self) -> float:
@@ -90,4 +95,7 @@ def sequence_table(p_x: ArrayLike, pi_roll: ArrayLike, pi_theta: ArrayLike,
         reach = np.zeros((p_x.shape[0], V**t))
         np.add.at(reach, (slice(None), prefix[:, t]), w_roll)
         dbar[t] = float((reach * tv_c[:, first:first + V**t]).sum())
-    return SequenceTable(w_roll, w_theta, X, coef, R, dbar)
+    with np.errstate(divide="ignore"):
+        S = np.where(live, np.log(rho).sum(axis=2), 0.0)
+    U = np.where(live, (rho - 1.0).sum(axis=2), 0.0)
+    return SequenceTable(w_roll, w_theta, X, coef, R, dbar, S, U)

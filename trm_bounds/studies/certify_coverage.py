@@ -15,6 +15,20 @@ Settings: random tree instances (exact values by enumeration, :mod:`trm_bounds.c
 cross-checked against the tree engine), a tree instance without absolute continuity (top-k style
 rollout: rollout zeros where theta has mass), and finite-state instances with long ``T`` (exact
 values by the DP engine, sequences simulated step by step; ``max_R`` over final-state rewards).
+The conditions of docs/theory.md §9, each a setting of its own:
+
+- ``varlen_eos``: an end-of-sequence token makes responses of length 100 (probability 0.02,
+  each token with ``(1 - rho)_+ = 0.99``) or 1 (no divergence): ``sum_t Dbar_t = 1.98``,
+  ``T_max = 100`` (the generation limit).  ``observed_max_coverage`` records, for contrast, the
+  invalid range ``max_i T_i`` of the log (the counterexample of §9);
+- ``groups_G8``, ``groups_G16``: GRPO groups of ``G`` responses per prompt, correlated through a
+  per-prompt latent (a hard prompt with probability 0.1; a divergence scale ``u ~ U(0, 1)``):
+  ``X = T u B`` with ``B ~ Bernoulli(0.9 if hard else 0.01)``, ``T = 64``.  ``N`` counts groups
+  here; the bound is over the group means; ``ungrouped_coverage`` records, for contrast, the
+  invalid bound that treats the ``N G`` rows as independent;
+- ``tree_dense_R0_1000``, ``tree_dense_R-3_5``, ``tree_non_ac_R1_2``: rewards in ``[lo, hi]``;
+  ``bound_coverage`` is then ``((hi - lo) + dist(0, [lo, hi])) U >= max_{R in [lo, hi]}
+  |Error|`` (exact, §9 reward ranges).
 
 The repetitions of each ``(setting, N)`` are cut into blocks of ``block_reps``; each block draws
 its batches from its own generator, seeded by ``(seed, crc32(setting name), N, first
@@ -105,9 +119,19 @@ class Setting:
     finite: FiniteStateInstance | None = None
     kind: str = ""  # make_setting(kind, seed[, T]) rebuilds it
     seed: int = 0
+    group: int = 0  # G > 0: N counts groups of G correlated responses (sample_x gives N G rows)
+    bound_factor: float = 1.0  # (hi - lo) + dist(0, [lo, hi]) of the reward range
 
     def sample_x(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` i.i.d. values of ``X`` under ``pi_roll``."""
+        """``n`` i.i.d. values of ``X`` under ``pi_roll`` (``n`` groups of ``G`` rows, group by
+        group, for a group setting)."""
+        if self.kind == "varlen_eos":
+            return np.where(rng.random(n) < VARLEN_P_LONG, VARLEN_A * self.T, 0.0)
+        if self.group:
+            hard = rng.random((n, 1)) < GROUP_P_HARD  # (n, 1) per-prompt latents
+            u = rng.random((n, 1))
+            b = rng.random((n, self.group)) < np.where(hard, 0.9, 0.01)  # (n, G)
+            return (self.T * u * b).reshape(-1)
         if self.table is not None:
             w = self.table.w_roll.ravel()
             idx = rng.choice(w.size, size=n, p=w / w.sum())
@@ -144,6 +168,36 @@ def _non_ac_tree(seed: int) -> TreeInstance:
 #: Tree settings (exact by enumeration) and finite-state ones (exact by DP, one per ``T_long``).
 TREE_KINDS = ("tree_dense", "tree_sparse", "tree_moe_flip", "tree_non_ac")
 FINITE_KINDS = ("finite_uniform", "finite_sparse")
+#: The conditions of docs/theory.md §9: variable lengths, groups, reward ranges.
+CONDITION_KINDS = ("varlen_eos", "groups_G8", "groups_G16", "tree_dense_R0_1000",
+                   "tree_dense_R-3_5", "tree_non_ac_R1_2")
+#: varlen_eos: P(long response), (1 - rho)_+ per token of a long one, and the generation limit.
+VARLEN_P_LONG, VARLEN_A, VARLEN_T = 0.02, 0.99, 100
+#: groups: P(hard prompt), the horizon.
+GROUP_P_HARD, GROUP_T = 0.1, 64
+
+
+def _range_max_error(coef: np.ndarray, lo: float, hi: float) -> float:
+    r""":math:`\max_{R \in [lo, hi]} |\sum_y R(y) c(y)|` of the exact coefficients (§2, §9)."""
+    pos, neg = float(np.clip(coef, 0, None).sum()), float(np.clip(-coef, 0, None).sum())
+    return max(abs(hi * pos - lo * neg), abs(lo * pos - hi * neg))
+
+
+def _condition_setting(kind: str, seed: int) -> Setting:
+    """A setting of :data:`CONDITION_KINDS` (module docstring)."""
+    if kind == "varlen_eos":
+        mean = VARLEN_P_LONG * VARLEN_A * VARLEN_T
+        return Setting(kind, mean, math.nan, "none (X law only)", VARLEN_T, kind=kind, seed=seed)
+    if kind.startswith("groups_G"):
+        mean = GROUP_T * 0.5 * (GROUP_P_HARD * 0.9 + (1 - GROUP_P_HARD) * 0.01)
+        return Setting(kind, mean, math.nan, "none (X law only)", GROUP_T, kind=kind, seed=seed,
+                       group=int(kind[len("groups_G"):]))
+    base, rng_txt = kind.split("_R")
+    lo, hi = (float(v) for v in rng_txt.replace("m", "-").split("_"))
+    st = make_setting(base, seed)
+    return Setting(kind, st.dbar_sum, _range_max_error(st.table.coef, lo, hi),
+                   f"all rewards in [{lo:g}, {hi:g}]", st.T, tree=st.tree, table=st.table,
+                   kind=kind, seed=seed, bound_factor=(hi - lo) + max(lo, -hi, 0.0))
 
 
 def make_setting(kind: str, seed: int, T: int | None = None) -> Setting:
@@ -151,6 +205,8 @@ def make_setting(kind: str, seed: int, T: int | None = None) -> Setting:
 
     A pure function of its arguments, so a Ray task rebuilds the setting from them.
     """
+    if kind in CONDITION_KINDS:
+        return _condition_setting(kind, seed)
     if kind in TREE_KINDS:
         if kind == "tree_non_ac":
             inst = _non_ac_tree(seed + 4)
@@ -167,7 +223,8 @@ def make_setting(kind: str, seed: int, T: int | None = None) -> Setting:
     elif kind == "finite_sparse":
         inst = sparse_divergence(4, T, form="finite_state", S=8, k=4, kl_size=0.05, seed=seed)
     else:
-        raise ValueError(f"kind must be one of {', '.join(TREE_KINDS + FINITE_KINDS)}, "
+        raise ValueError("kind must be one of "
+                         f"{', '.join(TREE_KINDS + FINITE_KINDS + CONDITION_KINDS)}, "
                          f"got {kind!r}")
     rep = dp.exact_report(inst)
     return Setting(f"{kind}_T{T}", float(np.sum(rep["Dbar"])),
@@ -183,7 +240,7 @@ def _cached_setting(kind: str, seed: int, T: int | None) -> Setting:
 
 def settings(args: Args) -> list[Setting]:
     """The exact instances of the study."""
-    out = [make_setting(kind, args.seed) for kind in TREE_KINDS]
+    out = [make_setting(kind, args.seed) for kind in TREE_KINDS + CONDITION_KINDS]
     return out + [make_setting(kind, args.seed, T) for T in args.T_long for kind in FINITE_KINDS]
 
 
@@ -192,11 +249,12 @@ def _draw(setting: Setting, rng: np.random.Generator, *, N: int, reps: int,
     """``reps`` batches of ``N`` values of ``X``, shape (reps, N), ``max_batch`` sequences at
     most per draw."""
     chunks = []
-    per = max(1, max_batch // N)
+    G = max(setting.group, 1)
+    per = max(1, max_batch // (N * G))
     for start in range(0, reps, per):
         m = min(per, reps - start)
-        chunks.append(setting.sample_x(rng, m * N).reshape(m, N))
-    return np.concatenate(chunks)  # (reps, N)
+        chunks.append(setting.sample_x(rng, m * N).reshape(m, N * G))
+    return np.concatenate(chunks)  # (reps, N) or (reps, N G) for a group setting
 
 
 def _indicators(setting: Setting, x: np.ndarray, *, level: float,
@@ -206,15 +264,29 @@ def _indicators(setting: Setting, x: np.ndarray, *, level: float,
     ``rel_width`` (``(U - sum_t Dbar_t) / sum_t Dbar_t``) and ``rel_ucb`` (``U / sum_t
     Dbar_t``; both None when the sum is 0), each of shape (reps,)."""
     exact = setting.dbar_sum
+    rows = x
+    if setting.group:  # the units are the group means (§9 groups); x is (reps, N G)
+        x = x.reshape(x.shape[0], -1, setting.group).mean(axis=2)  # (reps, N)
     out: dict = {"xbar": x.mean(axis=1)}  # (reps,)
     for method in methods:
         u = upper_confidence_bounds(x, upper=float(setting.T), level=level, method=method)
         out[method] = {
             "covered": u >= exact,  # (reps,) bool
-            "bound_covered": u >= setting.error_max,  # (reps,) bool
+            "bound_covered": (setting.bound_factor * u >= setting.error_max
+                              if math.isfinite(setting.error_max) else None),  # (reps,) bool
             "rel_width": (u - exact) / exact if exact > 0 else None,  # (reps,)
             "rel_ucb": u / exact if exact > 0 else None,  # (reps,)
         }
+        if setting.group:  # contrast: the invalid bound treating the N G rows as independent
+            v = upper_confidence_bounds(rows, upper=float(setting.T), level=level, method=method)
+            out[method]["ungrouped_covered"] = v >= exact
+        if setting.kind == "varlen_eos":  # contrast: the invalid range max_i T_i of the log
+            short = ~(rows > 0).any(axis=1)  # (reps,) every response of length 1: max T_i = 1
+            v = u.copy()  # a batch with a long response has max T_i = T_max: the valid bound
+            if short.any():
+                v[short] = upper_confidence_bounds(rows[short], upper=1.0, level=level,
+                                                   method=method)
+            out[method]["observed_max_covered"] = v >= exact
     return out
 
 
@@ -232,10 +304,14 @@ def _summarize(setting: Setting, parts: list[dict], *, level: float,
         row[m] = {
             "coverage": mean(m, "covered"),
             "se": math.sqrt(level * (1 - level) / reps),
-            "bound_coverage": mean(m, "bound_covered"),
+            "bound_coverage": (mean(m, "bound_covered") if math.isfinite(setting.error_max)
+                               else None),
             "rel_width": mean(m, "rel_width") if exact > 0 else None,
             "rel_ucb": mean(m, "rel_ucb") if exact > 0 else None,
         }
+        for extra in ("ungrouped_covered", "observed_max_covered"):
+            if extra in parts[0][m]:
+                row[m][extra.replace("_covered", "_coverage")] = mean(m, extra)
     xbar = np.concatenate([p["xbar"] for p in parts])  # (reps,)
     row["estimate_rel_sd"] = float(xbar.std() / exact) if exact > 0 else None
     return row
@@ -328,8 +404,10 @@ def run(args: Args) -> dict:
     sts = settings(args)
     cells = [(st, n, _blocks(args, st, n)) for st in sts for n in args.N]
     results = iter(_computed(args, [b for _, _, bs in cells for b in bs]))
-    out = {st.name: {"dbar_sum": st.dbar_sum, "error_max": st.error_max,
-                     "error_max_scope": st.scope, "T": st.T, "N": {}} for st in sts}
+    out = {st.name: {"dbar_sum": st.dbar_sum,
+                     "error_max": st.error_max if math.isfinite(st.error_max) else None,
+                     "error_max_scope": st.scope, "T": st.T, "group_size": st.group or None,
+                     "bound_factor": st.bound_factor, "N": {}} for st in sts}
     for st, n, bs in cells:
         parts = [next(results) for _ in bs]
         out[st.name]["N"][str(n)] = _summarize(st, parts, level=args.level, methods=METHODS)

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from trm_bounds.certify.confidence import upper_confidence_bounds
+from trm_bounds.certify.error_estimate import error_terms
 from trm_bounds.certify.samples import divergence_terms
 from trm_bounds.results import write_results
 from trm_bounds.studies._cli import default_out, progress, study_main
@@ -94,8 +95,7 @@ SIZES = {"tiny": {"reps": 20, "Ns": (16, 64), "Ts": (4, 8), "N_for_T": 64, "T_fo
 def _summaries(x, S, U, R, T: int, exact: dict[str, float], args: Args) -> dict[str, float]:
     """Per-repetition certificates and estimates (rows of ``(reps, N)`` arrays), summarised."""
     ux = upper_confidence_bounds(x, upper=float(T), level=args.level, method=args.method)
-    with np.errstate(over="ignore", invalid="ignore"):
-        err = R * (np.expm1(S) - U)  # (reps, N)
+    err = error_terms(S, U, R)["error"]  # (reps, N), the one owner of the summand
     n = x.shape[1]
     est = err.mean(axis=1)
     half = NormalDist().inv_cdf(1 - (1 - args.level) / 2) * err.std(axis=1, ddof=1) / np.sqrt(n)
