@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             "verl_metrics": lambda: verl_metrics(lp, rlp, mask, stats, dec, crit),
             "certificate": lambda: mons["update"]._certificate(*_x_lengths(lp, rlp, mask),
                                                                b["groups"].numpy()),  # fmt: skip
-            "error_estimate": lambda: mons["update"]._error(lp, rlp, mask, b["rewards"].double().numpy()),
+            "error_estimate": lambda: mons["update"]._error(*_r_valid(lp, rlp, mask),
+                                                            b["rewards"].double().numpy(),
+                                                            b["groups"].numpy()),  # fmt: skip
         }
         for fn in parts.values():  # warm-up
             fn()
@@ -148,11 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _r_valid(lp: torch.Tensor, rlp: torch.Tensor, mask: torch.Tensor):
+    """The float64 log-ratios and mask, validated, as the monitor computes them."""
+    from trm_bounds.certify.samples import valid_log_ratios
+
+    return valid_log_ratios(lp, rlp, mask)
+
+
 def _x_lengths(lp: torch.Tensor, rlp: torch.Tensor, mask: torch.Tensor):
     """``X_i`` and ``T_i`` as the monitor computes them (float64 pass, docs/theory.md §9)."""
-    from trm_bounds.certify.samples import divergence_terms, valid_log_ratios
+    from trm_bounds.certify.samples import divergence_terms
 
-    r, v = valid_log_ratios(lp, rlp, mask)
+    r, v = _r_valid(lp, rlp, mask)
     return divergence_terms(r, v).sum(axis=1), v.sum(axis=1)
 
 

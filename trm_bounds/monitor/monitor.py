@@ -8,7 +8,8 @@ are read), and returns the TRM sequence mask at the configured criteria (docs/th
 mask rates, k1/k2/k3 summaries, verl's names where the quantity is the same, the certified
 bound on ``|Error|`` at the configured level and generation limit (§9, Theorem 9.2/9.3; over
 GRPO groups when ids are given) and, with rewards, the estimated error where the effective
-sample size lets the interval be shown (§9, "The actual error, estimated").
+diagnostic (PSIS Pareto k-hat) lets the interval be shown (§9, "The actual error,
+estimated").
 
 Everything is computed and checked before anything is written: a bad batch (shape mismatch,
 NaN or ``+inf`` at a valid token, a step that does not increase, a row longer than the
@@ -185,7 +186,7 @@ class Monitor:
         x = divergence_terms(r64, v64).sum(axis=1)  # (B,) X_i in [0, T_i]
         metrics.update(self._certificate(x, lengths, groups))
         if R is not None:
-            metrics.update(self._error(lp, rlp, valid, R))
+            metrics.update(self._error(r64, v64, R, groups))
         batch = self._batch(lp, rlp, valid, R, group_ids) if self._dump else None
         self._folder.write(step, metrics, batch)
         return MonitorOutput(keep=keep.to(lp.device), metrics=metrics)
@@ -232,18 +233,26 @@ class Monitor:
             **{f"trm/cert/bound_{k}": v for k, v in c["bounds"].items()},
         }
 
-    def _error(self, lp: torch.Tensor, rlp: torch.Tensor, valid: torch.Tensor, R: np.ndarray
+    def _error(self, r64: np.ndarray, v64: np.ndarray, R: np.ndarray, groups: np.ndarray | None
                ) -> dict[str, float]:  # fmt: skip
-        """The estimated error (§9) when its diagnostic lets the interval be shown; else only
-        the diagnostic (the effective sample size fraction)."""
-        from trm_bounds.certify import estimate_error
+        """The estimated error, ``J_theta - J_roll`` and ``L'`` (docs/theory.md §9, "The actual
+        error, estimated"; :func:`~trm_bounds.certify.estimate_error_sums` from this step's
+        float64 log-ratios), each shown only where its PSIS diagnostic trusts the interval;
+        the diagnostics (Pareto k-hat, effective sample size) always."""
+        from trm_bounds.certify.error_estimate import estimate_error_sums
 
-        est = estimate_error(lp, rlp, valid, R, level=self.level)
-        out = {"trm/error/ess_fraction": est["ess_fraction"]}
-        if not est["warnings"]:
-            for k in ("error", "L_prime", "J_diff"):
-                for part in ("estimate", "lo", "hi"):
-                    out[f"trm/error/{k}_{part}"] = est[k][part]
+        S = r64.sum(axis=1)  # (B,) log prod rho, may be -inf
+        with np.errstate(over="ignore"):
+            U = np.where(v64, np.expm1(r64), 0.0).sum(axis=1)  # (B,) sum_t (rho_t - 1)
+        est = estimate_error_sums(S, U, R, level=self.level, group_ids=groups,
+                                  lengths=v64.sum(axis=1))  # fmt: skip
+        out = {"trm/error/ess_fraction": est["ess_fraction"],
+               "trm/error/pareto_k_weights": est["pareto_k_weights"]}  # fmt: skip
+        for k in ("error", "L_prime", "J_diff"):
+            q = est[k]
+            out[f"trm/error/{k}_pareto_k"] = q["pareto_k"]
+            if q["shown"]:
+                out.update({f"trm/error/{k}_{p}": q[p] for p in ("estimate", "lo", "hi")})
         return out
 
     @staticmethod
