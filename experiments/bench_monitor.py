@@ -10,8 +10,10 @@ On one float32 CPU batch (default ``B x L = 512 x 8192``, lengths uniform in ``1
 - **monitor**: :meth:`trm_bounds.monitor.Monitor.update` with rewards and group ids, without
   TensorBoard and dumps (``update``), and with TensorBoard (``update_tensorboard``); plus the
   parts, each timed alone: the statistics and decisions (``stats_decide``), verl's names
-  (``verl_metrics``), the certificate's float64 pass and confidence bound (``certificate``),
-  the error estimate (``error_estimate``).
+  (``verl_metrics``), the float64 log-ratios with their validation (``validate_float64``,
+  :func:`~trm_bounds.certify.samples.valid_log_ratios`, shared by the next two), the
+  certificate (``certificate``: ``X_i`` and the confidence bound over groups), the error
+  estimate (``error_estimate``: ``S_i``, ``U_i`` and the PSIS-gated estimator).
 
 Medians of ``--repeats`` runs; ``ratio = update / loss fwd+bwd``. torch runs on ``--threads``
 threads for both (the monitor's statistics always use one, :data:`~trm_bounds.masking._tensors.CPU_THREADS`).
@@ -33,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trm_bounds.certify.samples import divergence_terms, valid_log_ratios
 from trm_bounds.masking import decide, sequence_stats
 from trm_bounds.monitor import Monitor
 from trm_bounds.monitor.metrics import verl_metrics
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     th = {"seq_max_k2": 0.05, "seq_mean_k3": 0.001}
     stats = sequence_stats(lp, rlp, mask, k2_sum=True)
     dec = decide(stats, th, [*crit, ",".join(crit)])
+    r64, v64 = valid_log_ratios(lp, rlp, mask)
+    R64, groups = b["rewards"].double().numpy(), b["groups"].numpy()
     times: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
         mons = {name: Monitor(Path(d) / name, max_response_length=args.L, tensorboard=tb)
@@ -117,11 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             "stats_decide": lambda: decide(sequence_stats(lp, rlp, mask, k2_sum=True), th,
                                            [*crit, ",".join(crit)]),  # fmt: skip
             "verl_metrics": lambda: verl_metrics(lp, rlp, mask, stats, dec, crit),
-            "certificate": lambda: mons["update"]._certificate(*_x_lengths(lp, rlp, mask),
-                                                               b["groups"].numpy()),  # fmt: skip
-            "error_estimate": lambda: mons["update"]._error(*_r_valid(lp, rlp, mask),
-                                                            b["rewards"].double().numpy(),
-                                                            b["groups"].numpy()),  # fmt: skip
+            "validate_float64": lambda: valid_log_ratios(lp, rlp, mask),
+            "certificate": lambda: mons["update"]._certificate(
+                divergence_terms(r64, v64).sum(axis=1), v64.sum(axis=1), groups),
+            "error_estimate": lambda: mons["update"]._error(r64, v64, R64, groups),
         }
         for fn in parts.values():  # warm-up
             fn()
@@ -148,21 +152,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:>20}: {v * 1e3:9.1f} ms")
     print(f"update / loss fwd+bwd = {data['ratio_update_over_loss_fwd_bwd']:.2f} -> {args.out}")
     return 0
-
-
-def _r_valid(lp: torch.Tensor, rlp: torch.Tensor, mask: torch.Tensor):
-    """The float64 log-ratios and mask, validated, as the monitor computes them."""
-    from trm_bounds.certify.samples import valid_log_ratios
-
-    return valid_log_ratios(lp, rlp, mask)
-
-
-def _x_lengths(lp: torch.Tensor, rlp: torch.Tensor, mask: torch.Tensor):
-    """``X_i`` and ``T_i`` as the monitor computes them (float64 pass, docs/theory.md §9)."""
-    from trm_bounds.certify.samples import divergence_terms
-
-    r, v = _r_valid(lp, rlp, mask)
-    return divergence_terms(r, v).sum(axis=1), v.sum(axis=1)
 
 
 if __name__ == "__main__":
