@@ -32,8 +32,10 @@ verl's own definition, denominators ``+ 1e-8`` included (:data:`VERL_NAMES` says
   over the valid tokens (``std`` with Bessel's correction, as ``torch.std``), and
   ``training/rollout_probs_diff_valid = 1``.
 
-verl's ``chi2_token`` (needs ``e^{2r}`` per token) and ``rollout_actor_probs_pearson_corr`` are
-not computed. Token sums are accumulated in float64.
+The rejection fractions use our decisions, which are verl's except that verl clips ``r`` to
+``[-20, 20]`` first (:mod:`trm_bounds.masking.criteria`): they can differ only on a sequence
+with a token of ``|r| > 20``. verl's ``chi2_token`` (needs ``e^{2r}`` per token) and
+``rollout_actor_probs_pearson_corr`` are not computed. Token sums are accumulated in float64.
 """
 
 from __future__ import annotations
