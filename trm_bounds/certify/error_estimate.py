@@ -16,9 +16,10 @@ are **estimates**, not certificates.  The interval
 :math:`\hat\mu \pm z_{1-\alpha/2}\,\hat\sigma/\sqrt n` is a central-limit approximation over the
 ``n`` independent units (sequences, or prompt groups with ``group_ids``, whose means are
 i.i.d.); the summands are heavy-tailed (:math:`e^S`), so it is **shown only where the Pareto
-k-hat diagnostic** of its summands (both tails, :mod:`trm_bounds.certify.pareto`; Vehtari et
-al., JMLR 2024) is below the paper's threshold :math:`\min(1 - 1/\log_{10} n, 0.7)`, and
-otherwise withheld with the k-hat value (docs/theory.md §9 "The actual error, estimated").
+k-hat diagnostic** of its summands and of the weights (both tails,
+:mod:`trm_bounds.certify.pareto`; Vehtari et al., JMLR 2024) is below the paper's threshold
+:math:`\min(1 - 1/\log_{10} n, 0.7)`, and the weights average 1 within their interval;
+otherwise it is withheld with the reason (docs/theory.md §9 "The actual error, estimated").
 The Kish effective sample size :math:`(\sum_i w_i)^2/\sum_i w_i^2` of the weights
 :math:`w_i = e^{S_i}` is reported too (0 when every weight is 0).
 

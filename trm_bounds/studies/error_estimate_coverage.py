@@ -7,7 +7,8 @@ below, three seeds, one and two prompts, ``V = 3``, ``T = 4``), draws ``reps`` b
 Error, ``J_theta - J_roll`` and ``L'`` it records how often the interval is shown (the PSIS
 gate) and how often a shown interval covers the exact value (enumeration,
 :mod:`trm_bounds.certify.exact`).  The claim checked: coverage among the shown intervals at
-least 0.9 at ``N >= 256`` in every cell (within two standard errors of the shown count).
+least 0.9 at ``N >= 256`` in every cell with at least :data:`MIN_SHOWN` shown intervals (within
+two standard errors of the shown count); the cells with fewer are pooled (``small_cells``).
 
 Usage::
 
@@ -27,11 +28,14 @@ from trm_bounds.certify.error_estimate import QUANTITIES, error_terms, estimate_
 from trm_bounds.certify.exact import sequence_table
 from trm_bounds.instances.random import GENERATORS
 from trm_bounds.results import write_results
-from trm_bounds.studies._cli import default_out, parse_args, progress
+from trm_bounds.studies._cli import default_out, progress, study_main
 
 __all__ = ["Args", "SIZES", "KINDS", "instance_coverage", "run", "produce", "main"]
 
 RESULT = "error_estimate_coverage.json"
+#: Cells with fewer shown intervals are pooled, not judged one by one (one miss in 3 is
+#: 0.67 whatever the truth).
+MIN_SHOWN = 10
 #: Registry kinds measured (absolutely continuous: the estimate is unbiased only there).
 KINDS = ("dense", "sparse", "moe_flip", "staleness", "adversarial", "tight",
          "single_perturbation", "uniform", "sparse_divergence")
@@ -93,12 +97,16 @@ def run(args: Args) -> dict:
             out[name][str(N)] = row
             for q, c in row.items():
                 shown, covered = shown + c["shown"], covered + c["covered"]
-                if c["shown"]:
+                if c["shown"] >= MIN_SHOWN:
                     # distance below 0.9 in standard errors of the shown count
                     z = (c["coverage"] - 0.9) / math.sqrt(0.09 / c["shown"])
                     if worst is None or z < worst["z"]:
                         worst = {"cell": [name, N, q], **c, "z": z}
+    small = [c for rows in out.values() for row in rows.values() for c in row.values()
+             if 0 < c["shown"] < MIN_SHOWN]
     return {"level": args.level, "reps": args.reps, "instances": out,
+            "small_cells": {"cells": len(small), "shown": sum(c["shown"] for c in small),
+                            "covered": sum(c["covered"] for c in small)},
             "pooled": {"shown": shown, "covered": covered,
                        "coverage": covered / shown if shown else None,
                        "shown_fraction": shown / (len(cells) * len(args.N) * 3 * args.reps)},
@@ -114,9 +122,7 @@ def produce(args: Args) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    args = parse_args(Args, argv, description=__doc__.splitlines()[0], sizes=SIZES)
-    print(produce(args))
-    return 0
+    return study_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
