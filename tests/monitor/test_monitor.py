@@ -205,3 +205,14 @@ def test_memory_does_not_grow_with_the_number_of_steps(tmp_path):
         tracemalloc.stop()
     # 40 more steps: no per-step retention (a retained metrics dict alone is > 5 kB a step)
     assert end - mid < 50_000
+
+
+@pytest.mark.e2e
+def test_importing_the_monitor_imports_neither_torch_nor_tensorboard():
+    import subprocess
+    import sys
+
+    code = ("import sys, trm_bounds.monitor; "
+            "print(sorted(m for m in ('torch', 'tensorboard', 'trl') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
