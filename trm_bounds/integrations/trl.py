@@ -28,8 +28,9 @@ overrides two hooks, copying none of TRL's code:
   bonus; with ``loss_type="grpo"`` (mean over sequences) the rejected rows still count in the
   denominator, the TRM normalisation of docs/theory.md §6.
 
-Single process only (each process would need its own monitor); multimodal inputs are not
-supported by the automatic trainer log-probs.
+A reward outside the monitor's ``reward_range`` stops the run with a one-line error (a certificate
+for the wrong range would be false). Single process only (each process would need its own
+monitor); multimodal inputs are not supported by the automatic trainer log-probs.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ class TRMGRPOTrainer(GRPOTrainer):
         self._trm_generations = 0
         self._trm_rewards: torch.Tensor | None = None
 
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: ANN001, ANN202
+    def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any,
+                           completion_ids_list: Any) -> torch.Tensor:  # fmt: skip
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._trm_rewards = rewards_per_func
         return rewards_per_func
