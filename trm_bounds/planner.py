@@ -376,10 +376,11 @@ def required_sample_size(target: float, *, T_max: int, level: float = 0.95,
         return n >= (2 if method == "bernstein" else 1) and upper_confidence_bound(
             np.zeros(n), upper=float(T), level=level, method=method) <= u
 
-    lo_n, hi_n = max(1, math.floor(lower) - 1), max(2, math.ceil(lower))
+    # below the lower limit no valid bound meets the target, so the search starts just under it
+    lo_n, hi_n = max(0, math.floor(lower) - 1), max(1, math.ceil(lower))
     while not meets(hi_n):
         lo_n, hi_n = hi_n, 2 * hi_n
-    while hi_n - lo_n > 1:  # invariant: meets(hi_n), and lo_n does not or is below the limit
+    while hi_n - lo_n > 1:  # invariant: meets(hi_n) and not meets(lo_n) (meets(0) is False)
         mid = (lo_n + hi_n) // 2
         lo_n, hi_n = (lo_n, mid) if meets(mid) else (mid, hi_n)
     return {"n_units": hi_n, "target": float(target), "T_max": T, "level": float(level),

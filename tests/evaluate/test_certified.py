@@ -101,7 +101,8 @@ def test_streamed_sections_equal_the_library_on_whole_arrays(tmp_path, chunk_siz
             np.testing.assert_allclose(c[variant]["bound"], b, rtol=RTOL, atol=ATOL)
     e, ref = rep["error_estimate"], estimate_error(lp, lr, m, d["R"])
     for q in ("error", "J_diff", "L_prime"):
-        for k in ("estimate", "se", "lo", "hi"):
+        # the library withholds lo/hi where its PSIS gate does not trust them (lo/hi None)
+        for k in ("estimate", "se", "lo", "hi") if ref[q]["shown"] else ("estimate", "se"):
             np.testing.assert_allclose(e[q][k], ref[q][k], rtol=RTOL, atol=ATOL, err_msg=q + k)
     np.testing.assert_allclose(e["ess"], ref["ess"], rtol=RTOL)
 

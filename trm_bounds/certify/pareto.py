@@ -23,9 +23,10 @@ weakly informative prior of the paper (``k`` shrunk towards 1/2 with weight 10 d
 unstable for ``k`` near 1/2 and small tails), hence this module.
 
 >>> import numpy as np
->>> v = np.random.default_rng(0).pareto(2.0, 4000)  # Lomax(alpha = 2): k = 1/2
->>> round(pareto_khat(v), 1)
-0.5
+>>> rng = np.random.default_rng(0)
+>>> ks = [pareto_khat(rng.pareto(2.0, 4000)) for _ in range(20)]  # Lomax(alpha = 2): k = 1/2
+>>> abs(float(np.median(ks)) - 0.5) < 0.05
+True
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ MIN_TAIL = 5
 
 
 def tail_length(S: int) -> int:
-    """``M = ceil(min(S / 5, 3 sqrt(S)))``, the tail size of the paper (§3, eq. 5)."""
+    """``M = ceil(min(S / 5, 3 sqrt(S)))``, the tail size of the paper (§3, eq. 5);
+    docs/theory.md §9."""
     return int(math.ceil(min(0.2 * S, 3.0 * math.sqrt(S))))
 
 
 def khat_threshold(S: int) -> float:
-    r"""Reliability threshold :math:`\min(1 - 1/\log_{10} S,\ 0.7)` for ``S`` draws (paper §3.2.4).
+    r"""Threshold :math:`\min(1 - 1/\log_{10} S,\ 0.7)` for ``S`` draws (paper §3.2.4; docs §9).
 
     ``S <= 10`` gives ``-inf`` or a negative value: too few draws for any estimate to be trusted.
     """
@@ -57,7 +59,8 @@ def khat_threshold(S: int) -> float:
 
 
 def gpd_fit(z: ArrayLike) -> tuple[float, float]:
-    r"""Zhang-Stephens estimate ``(k, sigma)`` of a GPD from exceedances ``z`` ``(M,)``, ``z > 0``.
+    r"""Zhang-Stephens estimate ``(k, sigma)`` of a GPD from exceedances ``z`` ``(M,)``, ``z > 0``
+    (docs/theory.md §9).
 
     With the paper's prior on ``k`` (``(M k + 10 * 0.5) / (M + 10)``).  Scale equivariant:
     ``gpd_fit(c z) = (k, c sigma)``.
