@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tests.tolerances import ATOL, RTOL, leq
+
 from trm_bounds.bounds.chi2 import (
     ASYMPTOTIC_CONSTANT,
     chi2_bound,

@@ -1,4 +1,5 @@
-r"""The chi-square martingale bound: ``|Error| = O(T chi)``, not ``T^{3/2}`` (docs/theory.md §10).
+r"""The chi-square martingale bound and the KL-budget bounds: ``|Error| = O(T chi)`` and
+``O(T delta)``, not ``T^{3/2}`` (docs/theory.md §10, Theorems 10.1-10.4).
 
 A candidate bound, kept out of the registry (it reads the per-position chi-square, which the
 paper's inputs do not include).  Symbols:
@@ -21,8 +22,16 @@ Var_roll(V_{t+1} | c)``.  Cauchy-Schwarz twice more, ``E_roll (L_{t-1} - 1)^2 <=
 prod_{s<t}(1 + chi_s) - 1`` (chi-square tensorises along the sequence) and ``sum_t E sigma_t^2
 = E_x Var_roll(R | x) <= 1/4`` (the rollout value is a martingale) give the first bound.  The
 second: ``|J(theta) - J(roll)| <= D_TV^seq`` and ``|L'| = |sum_t E_roll g_t| <= 1/2 sqrt(sum_t
-chi_t)`` the same way.  Both hold for every reward in ``[0, 1]``; the constant is sharp to
-within a factor ``0.684`` (the tilted walk, :mod:`trm_bounds.instances.worst_case`).
+chi_t)`` the same way.  Both hold for every reward in ``[0, 1]``, and the first is attained
+at every ``T`` as ``delta -> 0`` by the constant-``|Z_T|`` design
+(:mod:`trm_bounds.instances.constant_z`; ratio 0.99969 at ``T = 4``): Theorem 10.1.
+
+Under a per-token forward KL budget ``delta`` alone (heavy tokens allowed) the exact worst
+case is ``delta sqrt(T(T-1)/2) (1 + o(1))`` as ``T delta -> 0`` under ``pi_theta <<
+pi_roll`` (constant ``1/sqrt 2`` as ``T -> infinity``) and ``T delta (1 + o(1))`` without it:
+:func:`kl_budget_bound_sharp` (Theorems 10.3, 10.4) proves the upper side, at most
+``3.58 T delta`` (``4.83`` without absolute continuity) for ``T delta <= 0.1``;
+:func:`kl_budget_bound` (Theorem 10.2) gives ``9.11 T delta`` there.
 
 For uniform ``chi_t = chi`` and ``T chi <= 1`` the first bound is ``chi T / (2 sqrt 2)`` to
 leading order: linear in ``T``.  For bounded log-ratios ``chi ~ 2 delta``, against the
@@ -30,6 +39,8 @@ leading order: linear in ``T``.  For bounded log-ratios ``chi ~ 2 delta``, again
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -95,7 +106,7 @@ def chi2_bound(chi2_t: np.ndarray, *, dtv_seq: float | None = None) -> float:
 
 
 def regularise(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, float]:
-    r"""The proof device of the KL-budget theorem (docs/theory.md §10): ``(q', m)``.
+    r"""The proof device of the KL-budget theorem (docs/theory.md §10, Theorem 10.2): ``(q', m)``.
 
     Heavy tokens ``H = {v: q_v > 2 p_v}`` carry excess mass ``m = sum_H (q_v - p_v)``;
     ``q'`` puts ``p_v`` on ``H``, keeps ``q_v`` elsewhere, and spreads ``m`` in proportion to
@@ -123,8 +134,8 @@ def regularise(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def kl_budget_bound(T: int, delta: float) -> float:
-    r"""``|Error| = O(T delta)`` under a per-token forward KL budget ``delta`` alone
-    (docs/theory.md §10, Theorem 2):
+    r"""``|Error| = O(T delta)`` under a per-token forward KL budget ``delta`` alone, under
+    ``pi_theta << pi_roll`` (docs/theory.md §10, Theorem 10.2):
 
     .. math::
 
@@ -133,10 +144,12 @@ def kl_budget_bound(T: int, delta: float) -> float:
 
     with ``B_chi`` the first term of :func:`chi2_bound` at ``chi_t = chi'`` (or ``1 + 1/2
     sqrt(T chi')``, whichever is smaller) and ``kappa = KAPPA``.  For ``T delta <= 0.1`` this
-    is at most ``10.3 T delta``; the tilted walk reaches ``0.484 T delta``.
+    is at most ``9.11 T delta`` (9.1022 as ``T -> infinity`` at ``T delta = 0.1``);
+    :func:`kl_budget_bound_sharp` is sharper, and the constant-``|Z_T|`` design reaches
+    ``delta sqrt(T(T-1)/2)``.
 
     >>> b = kl_budget_bound(1000, 1e-6)
-    >>> bool(b <= 10.3 * 1000 * 1e-6), bool(b >= 0.484 * 1000 * 1e-6)
+    >>> bool(b <= 9.11 * 1000 * 1e-6), bool(b >= 0.7071 * 1000 * 1e-6)
     (True, True)
     """
     if T < 1 or not 0 <= delta < np.inf:
@@ -185,30 +198,38 @@ def heavy_token_bound_terms(T: int, delta: float, tau: np.ndarray) -> dict[str, 
 
     Each is an array over ``tau``.
     """
-    tau = np.asarray(tau, dtype=np.float64)[:, None]  # (K, 1)
-    h = _h(tau)
-    v, m, pi = delta * tau**2 / h, delta * tau / h, delta / h
-    t = np.arange(1, T + 1, dtype=np.float64)[None, :]  # (1, T)
+    taus = np.atleast_1d(np.asarray(tau, dtype=np.float64))
+    t = np.arange(1, T + 1, dtype=np.float64)  # (T,)
     w = _tv2(t - 1, delta)  # w(t-1)
-    c = v + 2.0 * np.maximum(v, m) * w
-    lg = np.log1p(v)
+    W = float(w.sum())
+    k = T - t  # T - s
+    rows = [_terms_at(float(x), T, delta, t, w, k) for x in taus]  # one (T,) pass per tau
+    out = {key: np.array([r[key] for r in rows]) for key in rows[0]}
+    out["W"] = np.full(taus.shape, W)
+    return out
+
+
+def _terms_at(tau: float, T: int, delta: float, t: np.ndarray, w: np.ndarray,
+              k: np.ndarray) -> dict[str, float]:  # fmt: skip
+    """The terms of :func:`heavy_token_bound_terms` at one ``tau`` (vectorised over ``t``)."""
+    h = float(_h(np.float64(tau)))
+    v, m, pi = delta * tau**2 / h, delta * tau / h, delta / h
+    c = v + 2.0 * max(v, m) * w
+    lg = math.log1p(v)
     with np.errstate(over="ignore", invalid="ignore"):
         # u_t = sum_{s<=t} (1+v)^(t-s) c_s, the powers in log space
-        u = np.exp(t * lg) * np.cumsum(c * np.exp(-t * lg), axis=1)
-    u_prev = np.concatenate([np.zeros((tau.shape[0], 1)), u[:, :-1]], axis=1)  # u_{t-1}
-    U = np.cumsum(u_prev, axis=1)  # U_t
-    lin = np.cumsum(1.0 + np.sqrt(u_prev), axis=1)
-    e = 2.0 * v * U + 2.0 * m**2 * lin**2  # e_t
-    e_prev = np.concatenate([np.zeros((tau.shape[0], 1)), e[:, :-1]], axis=1)
-    k = T - t  # T - s
-    W = float(w.sum())
+        u = np.exp(t * lg) * np.cumsum(c * np.exp(-t * lg))
+    u_prev = np.concatenate([[0.0], u[:-1]])  # u_{t-1}
+    U = np.cumsum(u_prev)  # U_t
+    lin = np.cumsum(1.0 + np.sqrt(u_prev))
+    e = 2.0 * v * U + 2.0 * m * m * lin**2  # e_t
+    e_prev = np.concatenate([[0.0], e[:-1]])
     return {
-        "main": 0.5 * np.sqrt(v[:, 0] * U[:, -1]),
-        "light_sum": 0.5 * T * v[:, 0],
-        "route2_rest": 0.5 * np.sqrt(v[:, 0] * e_prev.sum(axis=1)),
-        "heavy": (m[:, 0] + 0.5 * (pi[:, 0] + m[:, 0])) * W
-        + 0.5 * pi[:, 0] * np.sum(np.sqrt(k * v) + 2.0 * k * m, axis=1),
-        "W": np.full(tau.shape[0], W),
+        "main": 0.5 * math.sqrt(v * U[-1]) if np.isfinite(U[-1]) else math.inf,
+        "light_sum": 0.5 * T * v,
+        "route2_rest": 0.5 * float(np.sqrt(v * e_prev.sum())),
+        "heavy": (m + 0.5 * (pi + m)) * float(w.sum())
+        + 0.5 * pi * float(np.sum(np.sqrt(k * v) + 2.0 * k * m)),
     }
 
 

@@ -120,7 +120,7 @@ def kl_tilt(a: np.ndarray, b: np.ndarray, delta: float) -> tuple[np.ndarray, np.
 
 def constant_z_leading(T: int, delta: float) -> float:
     r"""The design's ``max_R |Error|`` to leading order, ``delta sqrt(T(T-1)/2)``: Cauchy-Schwarz's
-    cap on ``1/2 E|D_T|`` with ``lambda^2 = 2 delta`` (docs/theory.md §10, Theorem 10.2).
+    cap on ``1/2 E|D_T|`` with ``lambda^2 = 2 delta`` (docs/theory.md §10, Theorems 10.3, 10.5).
 
     >>> round(constant_z_leading(4, 1.0) / 4, 5)
     0.61237
