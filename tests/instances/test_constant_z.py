@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.tolerances import ATOL, RTOL, leq
+from tests.instances.test_worst_case import close
+from tests.tolerances import RTOL, leq
 
 from trm_bounds.bounds.chi2 import (
     ASYMPTOTIC_CONSTANT,
@@ -35,20 +36,8 @@ from trm_bounds.instances.constant_z import (
 )
 from trm_bounds.instances.strategies import tree_instances
 from trm_bounds.instances.worst_case import constant_z
-
-
-def close(a, b) -> None:
-    np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
-
-
-def chi_per_position(inst) -> np.ndarray:
-    """chi_t = max over the contexts at t of chi^2(theta || roll), V = 2 tree."""
-    out = []
-    for t in range(1, inst.T + 1):
-        sl = slice(2 ** (t - 1) - 1, 2**t - 1)
-        pr, pt = inst.pi_roll[0, sl], inst.pi_theta[0, sl]
-        out.append(np.max(np.sum((pt - pr) ** 2 / pr, axis=-1)))
-    return np.array(out)
+from trm_bounds.studies.worst_case import tree_chi2_per_position
+from trm_bounds.studies.worst_case_certificate import heavy_token_pair
 
 
 # --------------------------------------------------------------------------- the design
@@ -109,7 +98,7 @@ def test_design_attains_theorem_10_1_as_delta_vanishes():
     for Td in (1e-4, 1e-6, 1e-8):
         inst = constant_z(4, Td / 4)
         err = tree.exact_report(inst).error_max_over_rewards
-        ratios.append(err / chi2_bound(chi_per_position(inst)))
+        ratios.append(err / chi2_bound(tree_chi2_per_position(inst)))
     assert ratios[0] < ratios[1] < ratios[2] <= 1.0 + RTOL
     assert round(ratios[2], 5) == 0.99969
 
@@ -170,27 +159,6 @@ def test_null_mass_instance_attains_one_without_absolute_continuity():
     assert tab.error_max > 1.4 * kl_budget_bound_sharp(T, tiny)
 
 
-def heavy_pair(rng: np.random.Generator, V: int, C: int, delta: float, ac: bool):
-    """Random (roll, theta) context tables with heavy tokens (log-ratios up to +-12 nats; without
-    AC, roll zero on some tokens), theta mixed towards roll so that KL = delta at each context."""
-    p = rng.dirichlet(np.full(V, 0.3), size=C)
-    if not ac:
-        p[:, 0] = 0.0
-        p /= p.sum(-1, keepdims=True)
-    q0 = rng.dirichlet(np.full(V, 0.3), size=C) * np.exp(rng.uniform(-12, 12, size=(C, V)))
-    q0 /= q0.sum(-1, keepdims=True)
-    def kl(s):
-        q = (1 - s[:, None]) * p + s[:, None] * q0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(p > 0, p * np.log(p / q), 0.0).sum(-1)
-    lo, hi = np.zeros(C), np.ones(C)
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        up = kl(mid) > delta
-        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
-    return p, (1 - lo[:, None]) * p + lo[:, None] * q0
-
-
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.integers(2, 4), st.integers(2, 5), st.booleans(),
        st.sampled_from([1e-4, 1e-2, 0.1, 0.5]))  # fmt: skip
@@ -200,10 +168,8 @@ def test_sharp_bounds_hold_with_heavy_tokens(seed, V, T, ac, Td):
     needed) is below the bound."""
     if V**T > 1024:
         T = 3
-    rng = np.random.default_rng(seed)
     delta = Td / T
-    C = (V**T - 1) // (V - 1)
-    p, q = heavy_pair(rng, V, C, delta, ac)
+    p, q = heavy_token_pair(seed, V, T, delta, ac, spread=12.0)
     tab = sequence_table([1.0], p[None], q[None], np.zeros((1, V**T)))
     assert leq(tab.error_max, kl_budget_bound_sharp(T, delta, absolutely_continuous=ac))
 

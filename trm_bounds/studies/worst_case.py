@@ -75,7 +75,8 @@ from trm_bounds.studies._cli import default_out, progress, study_main
 from trm_bounds.studies._fit import log_grid
 from trm_bounds.studies._power_law import fit_power_law
 
-__all__ = ["Args", "SIZES", "RESULT", "run", "produce", "main", "chi2_per_position"]
+__all__ = ["Args", "SIZES", "RESULT", "run", "produce", "main", "chi2_per_position",
+           "tree_chi2_per_position", "constant_z_series"]
 
 RESULT = "worst_case.json"
 #: Exact errors below this (absolute, reward units) are float64 rounding of a vanishing
@@ -201,7 +202,7 @@ def constant_z_series(args: Args) -> dict[str, Any]:
         inst = constant_z(T, d)
         err.append(tree_report(inst).error_max_over_rewards)
         se.append(0.0)
-        chi.append(chi2_bound(_tree_chi2(inst)))
+        chi.append(chi2_bound(tree_chi2_per_position(inst)))
         src.append("tree")
     for T in progress(T_mc, desc="constant-|Z| (Monte Carlo)", leave=False):
         e, s_ = constant_z_monte_carlo(T, d, n_paths=args.cz_paths, seed=args.seed)
@@ -219,7 +220,7 @@ def constant_z_series(args: Args) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _tree_chi2(inst: Any) -> np.ndarray:
+def tree_chi2_per_position(inst: Any) -> np.ndarray:
     """``chi_t`` ``(T,)`` of a one-prompt tree instance: max over the contexts at ``t``."""
     V, pr, pt = inst.V, inst.pi_roll[0], inst.pi_theta[0]
     out = np.empty(inst.T)

@@ -29,7 +29,8 @@ from trm_bounds.instances.constant_z import constant_z
 from trm_bounds.results import write_results
 from trm_bounds.studies._cli import default_out, progress, study_main
 
-__all__ = ["Args", "SIZES", "RESULT", "run", "produce", "main", "instances", "sample_log"]
+__all__ = ["Args", "SIZES", "RESULT", "run", "produce", "main", "instances", "sample_log",
+           "heavy_token_pair"]
 
 RESULT = "worst_case_certificate.json"
 
@@ -57,16 +58,18 @@ def _tables(T: int, V: int):
     return (V ** np.arange(T) - 1)[None, :] // (V - 1) + prefix, tok
 
 
-def _heavy_pair(seed: int, V: int, T: int, delta: float, ac: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Random context tables with heavy tokens, each context at forward KL ``delta`` exactly
-    (theta mixed towards roll by bisection); without AC, roll puts 0 on token 0."""
+def heavy_token_pair(seed: int, V: int, T: int, delta: float, ac: bool, *,
+                     spread: float = 8.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Random context tables ``(C, V)`` with heavy tokens (log-ratios up to ``+-spread`` nats),
+    each context at forward KL ``delta`` exactly (theta mixed towards roll by bisection);
+    without AC, roll puts 0 on token 0 (docs/theory.md §10)."""
     rng = np.random.default_rng(seed)
     C = (V**T - 1) // (V - 1)
     p = rng.dirichlet(np.full(V, 0.5), size=C)
     if not ac:
         p[:, 0] = 0.0
         p /= p.sum(-1, keepdims=True)
-    q0 = rng.dirichlet(np.full(V, 0.5), size=C) * np.exp(rng.uniform(-8, 8, size=(C, V)))
+    q0 = rng.dirichlet(np.full(V, 0.5), size=C) * np.exp(rng.uniform(-spread, spread, size=(C, V)))
     q0 /= q0.sum(-1, keepdims=True)
 
     def kl(s: np.ndarray) -> np.ndarray:
@@ -91,7 +94,7 @@ def instances(seed: int) -> list[dict[str, Any]]:
         out.append({"name": f"constant_z(T={T})", "T": T, "V": 2, "delta": Td / T,
                     "absolutely_continuous": True, "p": inst.pi_roll[0], "q": inst.pi_theta[0]})
     for ac in (True, False):
-        p, q = _heavy_pair(seed + int(ac), 3, 5, 2e-3, ac)
+        p, q = heavy_token_pair(seed + int(ac), 3, 5, 2e-3, ac)
         out.append({"name": f"heavy tokens ({'AC' if ac else 'no AC'})", "T": 5, "V": 3,
                     "delta": 2e-3, "absolutely_continuous": ac, "p": p, "q": q})
     T, d = 6, 2e-3
