@@ -210,6 +210,9 @@ def draw_f9(data: dict) -> Any:
         ax.set_ylabel(r"$\mathrm{max}_R|\mathrm{Error}|$, sharp bounds")
         fam_handles = [h for h in ax.get_lines() if getattr(h, "_trm_family", False)]
         ax.legend(handles=fam_handles, fontsize=5.2, loc="upper left", framealpha=0.85)
+    from matplotlib.lines import Line2D
+
+    keys: list[tuple[Any, str]] = []
     for reg, fam, color in (("uniform", "tilted_walk", "black"),
                             ("uniform_large", "tilted_walk", "tab:gray"),
                             ("sparse", "walk_end", "tab:blue")):  # fmt: skip
@@ -220,24 +223,32 @@ def draw_f9(data: dict) -> Any:
         lab = {"uniform": "uniform", "uniform_large": r"uniform, larger $\delta$",
                "sparse": "sparse"}[reg]  # fmt: skip
         d.plot(T, as_array(sec["ratio"]["unified"]), color=color, marker="o", markersize=2.5,
-               linewidth=1.0, label=f"walk, {lab}: / $B^*$")  # fmt: skip
-        d.plot(T, as_array(sec["ratio"]["chi2"]), color=color, linestyle="--", linewidth=1.0,
-               label=rf"walk, {lab}: / $\chi^2$ bound")  # fmt: skip
+               linewidth=1.0)  # fmt: skip
+        d.plot(T, as_array(sec["ratio"]["chi2"]), color=color, linestyle="--", linewidth=1.0)
+        keys.append((Line2D([], [], color=color, marker="o", markersize=2.5), f"walk, {lab}"))
+    keys += [(Line2D([], [], color="0.3", linewidth=1.0), "walk: solid / $B^*$"),
+             (Line2D([], [], color="0.3", linestyle="--", linewidth=1.0),
+              r"walk: dashed / $\chi^2$ bound")]  # fmt: skip
     if cz is not None:
         Tz = as_array(cz["T"])
         d.plot(Tz, as_array(cz["ratio_leading"]), color="tab:red", marker="s", markersize=2.5,
-               linewidth=1.0, label=r"constant-$|Z_T|$: / $\delta\sqrt{T(T-1)/2}$")  # fmt: skip
+               linewidth=1.0)  # fmt: skip
+        keys.append((Line2D([], [], color="tab:red", marker="s", markersize=2.5),
+                     r"constant-$|Z_T|$ / $\delta\sqrt{T(T-1)/2}$"))  # fmt: skip
         exact = np.array([r is not None for r in cz["ratio_chi2"]])
         if exact.any():
             rc = np.array([r for r in cz["ratio_chi2"] if r is not None], dtype=float)
-            d.plot(Tz[exact], rc, color="tab:red", marker="^", markersize=3, linestyle="none",
-                   label=r"constant-$|Z_T|$: / $\chi^2$ bound (exact)")  # fmt: skip
+            d.plot(Tz[exact], rc, color="tab:red", marker="^", markersize=3, linestyle="none")
+            keys.append((Line2D([], [], color="tab:red", marker="^", markersize=3,
+                                linestyle="none"), r"constant-$|Z_T|$ / $\chi^2$ bound"))  # fmt: skip
     d.axhline(1.0, **{**REFERENCE_STYLE, "linestyle": "-"})
     _log_axes(d)
+    d.set_ylim(3e-6, 2.0)  # room below the curves for the key
     d.set_title("tightness")
     d.set_xlabel("horizon $T$")
     d.set_ylabel(r"$\mathrm{max}_R|\mathrm{Error}|$ / bound")
-    d.legend(fontsize=5.2, loc="lower left", framealpha=0.85)
+    d.legend([h for h, _ in keys], [lab for _, lab in keys], fontsize=5.2, loc="lower left",
+             framealpha=0.85, ncols=2)  # fmt: skip
     handles, labels = a.get_legend_handles_labels()
     keep = [(h, lab) for h, lab in zip(handles, labels, strict=True)
             if not getattr(h, "_trm_family", False)]  # fmt: skip
