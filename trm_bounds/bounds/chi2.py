@@ -1,4 +1,5 @@
-r"""The chi-square martingale bound: ``|Error| = O(T chi)``, not ``T^{3/2}`` (docs/theory.md §10).
+r"""The chi-square martingale bound and the KL-budget bounds: ``|Error| = O(T chi)`` and
+``O(T delta)``, not ``T^{3/2}`` (docs/theory.md §10, Theorems 10.1-10.4).
 
 A candidate bound, kept out of the registry (it reads the per-position chi-square, which the
 paper's inputs do not include).  Symbols:
@@ -21,8 +22,16 @@ Var_roll(V_{t+1} | c)``.  Cauchy-Schwarz twice more, ``E_roll (L_{t-1} - 1)^2 <=
 prod_{s<t}(1 + chi_s) - 1`` (chi-square tensorises along the sequence) and ``sum_t E sigma_t^2
 = E_x Var_roll(R | x) <= 1/4`` (the rollout value is a martingale) give the first bound.  The
 second: ``|J(theta) - J(roll)| <= D_TV^seq`` and ``|L'| = |sum_t E_roll g_t| <= 1/2 sqrt(sum_t
-chi_t)`` the same way.  Both hold for every reward in ``[0, 1]``; the constant is sharp to
-within a factor ``0.684`` (the tilted walk, :mod:`trm_bounds.instances.worst_case`).
+chi_t)`` the same way.  Both hold for every reward in ``[0, 1]``, and the first is attained
+at every ``T`` as ``delta -> 0`` by the constant-``|Z_T|`` design
+(:mod:`trm_bounds.instances.constant_z`; ratio 0.99969 at ``T = 4``): Theorem 10.1.
+
+Under a per-token forward KL budget ``delta`` alone (heavy tokens allowed) the exact worst
+case is ``delta sqrt(T(T-1)/2) (1 + o(1))`` as ``T delta -> 0`` under ``pi_theta <<
+pi_roll`` (constant ``1/sqrt 2`` as ``T -> infinity``) and ``T delta (1 + o(1))`` without it:
+:func:`kl_budget_bound_sharp` (Theorems 10.3, 10.4) proves the upper side, at most
+``3.58 T delta`` (``4.83`` without absolute continuity) for ``T delta <= 0.1``;
+:func:`kl_budget_bound` (Theorem 10.2) gives ``9.11 T delta`` there.
 
 For uniform ``chi_t = chi`` and ``T chi <= 1`` the first bound is ``chi T / (2 sqrt 2)`` to
 leading order: linear in ``T``.  For bounded log-ratios ``chi ~ 2 delta``, against the
@@ -31,9 +40,21 @@ leading order: linear in ``T``.  For bounded log-ratios ``chi ~ 2 delta``, again
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["chi2_bound", "chi2_bound_terms", "regularise", "kl_budget_bound", "KAPPA"]
+__all__ = [
+    "chi2_bound",
+    "chi2_bound_terms",
+    "regularise",
+    "kl_budget_bound",
+    "kl_budget_bound_sharp",
+    "heavy_token_bound_terms",
+    "KAPPA",
+    "TAU_GRID",
+    "ASYMPTOTIC_CONSTANT",
+]
 
 #: ``kappa = 1 / (1 - log 2)``: on ``r = q/p <= 2``, ``(r - 1)^2 <= kappa (r - 1 - log r)``; on
 #: ``r > 2``, ``r - 1 <= kappa (r - 1 - log r)`` (both extremes at ``r = 2``).
@@ -85,7 +106,7 @@ def chi2_bound(chi2_t: np.ndarray, *, dtv_seq: float | None = None) -> float:
 
 
 def regularise(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, float]:
-    r"""The proof device of the KL-budget theorem (docs/theory.md §10): ``(q', m)``.
+    r"""The proof device of the KL-budget theorem (docs/theory.md §10, Theorem 10.2): ``(q', m)``.
 
     Heavy tokens ``H = {v: q_v > 2 p_v}`` carry excess mass ``m = sum_H (q_v - p_v)``;
     ``q'`` puts ``p_v`` on ``H``, keeps ``q_v`` elsewhere, and spreads ``m`` in proportion to
@@ -113,8 +134,8 @@ def regularise(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def kl_budget_bound(T: int, delta: float) -> float:
-    r"""``|Error| = O(T delta)`` under a per-token forward KL budget ``delta`` alone
-    (docs/theory.md §10, Theorem 2):
+    r"""``|Error| = O(T delta)`` under a per-token forward KL budget ``delta`` alone, under
+    ``pi_theta << pi_roll`` (docs/theory.md §10, Theorem 10.2):
 
     .. math::
 
@@ -123,10 +144,12 @@ def kl_budget_bound(T: int, delta: float) -> float:
 
     with ``B_chi`` the first term of :func:`chi2_bound` at ``chi_t = chi'`` (or ``1 + 1/2
     sqrt(T chi')``, whichever is smaller) and ``kappa = KAPPA``.  For ``T delta <= 0.1`` this
-    is at most ``10.3 T delta``; the tilted walk reaches ``0.484 T delta``.
+    is at most ``9.11 T delta`` (9.1022 as ``T -> infinity`` at ``T delta = 0.1``);
+    :func:`kl_budget_bound_sharp` is sharper, and the constant-``|Z_T|`` design reaches
+    ``delta sqrt(T(T-1)/2)``.
 
     >>> b = kl_budget_bound(1000, 1e-6)
-    >>> bool(b <= 10.3 * 1000 * 1e-6), bool(b >= 0.484 * 1000 * 1e-6)
+    >>> bool(b <= 9.11 * 1000 * 1e-6), bool(b >= 0.7071 * 1000 * 1e-6)
     (True, True)
     """
     if T < 1 or not 0 <= delta < np.inf:
@@ -134,3 +157,118 @@ def kl_budget_bound(T: int, delta: float) -> float:
     chi = 2 * KAPPA * delta + 2 * KAPPA**2 * delta**2
     first, second = chi2_bound_terms(np.full(int(T), chi))
     return min(first, 1.0 + second) + 2 * KAPPA * T * delta
+
+
+# ------------------------------------------------------------ heavy tokens, truncated at tau
+#: Truncation levels ``tau`` over which :func:`kl_budget_bound_sharp` takes its minimum (any
+#: ``tau > 0`` gives a valid bound, so the grid only decides how close to the best it gets).
+TAU_GRID = np.geomspace(0.01, 20.0, 64)
+#: The limits of :func:`kl_budget_bound_sharp` ``/ (T delta)`` as ``T delta -> 0`` (for
+#: ``T -> infinity``): ``1/sqrt(2)`` under ``pi_theta << pi_roll``, ``1`` without it; both
+#: attained (docs/theory.md §10, Theorems 10.3-10.5).
+ASYMPTOTIC_CONSTANT = {True: 1.0 / np.sqrt(2.0), False: 1.0}
+
+
+def _h(x: np.ndarray) -> np.ndarray:
+    """``h(x) = x - log(1 + x)``: the forward KL is ``E_roll h(rho - 1)`` (docs/theory.md §10)."""
+    return x - np.log1p(x)
+
+
+def _tv2(k: np.ndarray, delta: float) -> np.ndarray:
+    r"""``w(k)``: a bound on ``E_roll|L_k - 1| = 2 TV`` of ``k``-token prefixes with sequence KL
+    ``<= k delta``: ``2 min(sqrt(k delta / 2), sqrt(1 - exp(-k delta)), 1)`` (Pinsker,
+    Bretagnolle-Huber; docs/theory.md §3)."""
+    x = np.asarray(k, dtype=np.float64) * delta
+    return 2.0 * np.minimum(np.minimum(np.sqrt(x / 2.0), np.sqrt(-np.expm1(-x))), 1.0)
+
+
+def heavy_token_bound_terms(T: int, delta: float, tau: np.ndarray) -> dict[str, np.ndarray]:
+    r"""The terms of Theorems 10.3 and 10.4 (docs/theory.md §10) at truncation levels ``tau``.
+
+    With ``h(x) = x - log(1 + x)``, ``phi = h(tau)/tau^2``, the per-context caps
+    ``v = delta/phi`` (on ``E[eta^2; eta <= tau]``), ``m = delta tau/h(tau)`` (on
+    ``E[eta; eta > tau]``), ``pi = delta/h(tau)`` (on ``P(eta > tau)``), ``w(k)`` of
+    :func:`_tv2`, ``u_0 = 0``, ``u_t = (1 + v) u_{t-1} + v + 2 max(v, m) w(t-1)``:
+
+    - ``main``: ``1/2 sqrt(v sum_t u_{t-1})`` (route I, the ``1/sqrt 2`` route);
+    - ``light_sum``: ``T v / 2`` (route II's leading term, the ``sum_t E v_t / 2`` route);
+    - ``route2_rest``: ``1/2 sqrt(v sum_t e_{t-1})``, ``e_t = 2 v U_t + 2 m^2 (sum_{s<=t}
+      (1 + sqrt(u_{s-1})))^2``, ``U_t = sum_{s<=t} u_{s-1}``;
+    - ``heavy``: ``(m + (pi + m)/2) sum_t w(t-1) + 1/2 pi sum_s (sqrt((T-s) v) + 2 (T-s) m)``.
+
+    Each is an array over ``tau``.
+    """
+    taus = np.atleast_1d(np.asarray(tau, dtype=np.float64))
+    t = np.arange(1, T + 1, dtype=np.float64)  # (T,)
+    w = _tv2(t - 1, delta)  # w(t-1)
+    W = float(w.sum())
+    k = T - t  # T - s
+    rows = [_terms_at(float(x), T, delta, t, w, k) for x in taus]  # one (T,) pass per tau
+    out = {key: np.array([r[key] for r in rows]) for key in rows[0]}
+    out["W"] = np.full(taus.shape, W)
+    return out
+
+
+def _terms_at(tau: float, T: int, delta: float, t: np.ndarray, w: np.ndarray,
+              k: np.ndarray) -> dict[str, float]:  # fmt: skip
+    """The terms of :func:`heavy_token_bound_terms` at one ``tau`` (vectorised over ``t``)."""
+    h = float(_h(np.float64(tau)))
+    v, m, pi = delta * tau**2 / h, delta * tau / h, delta / h
+    c = v + 2.0 * max(v, m) * w
+    lg = math.log1p(v)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # u_t = sum_{s<=t} (1+v)^(t-s) c_s, the powers in log space
+        u = np.exp(t * lg) * np.cumsum(c * np.exp(-t * lg))
+    u_prev = np.concatenate([[0.0], u[:-1]])  # u_{t-1}
+    U = np.cumsum(u_prev)  # U_t
+    lin = np.cumsum(1.0 + np.sqrt(u_prev))
+    e = 2.0 * v * U + 2.0 * m * m * lin**2  # e_t
+    e_prev = np.concatenate([[0.0], e[:-1]])
+    return {
+        "main": 0.5 * math.sqrt(v * U[-1]) if np.isfinite(U[-1]) else math.inf,
+        "light_sum": 0.5 * T * v,
+        "route2_rest": 0.5 * float(np.sqrt(v * e_prev.sum())),
+        "heavy": (m + 0.5 * (pi + m)) * float(w.sum())
+        + 0.5 * pi * float(np.sum(np.sqrt(k * v) + 2.0 * k * m)),
+    }
+
+
+def kl_budget_bound_sharp(T: int, delta: float, *, absolutely_continuous: bool = True,
+                          tau: np.ndarray | None = None) -> float:  # fmt: skip
+    r"""A bound on ``max_R |Error|`` under a per-token forward KL budget ``delta`` alone, heavy
+    tokens (unbounded ``rho``) allowed, that tends to the exact constant (docs/theory.md §10,
+    Theorems 10.3 and 10.4).
+
+    Under ``pi_theta << pi_roll`` (Theorem 10.3) the bound is ``min_tau (main + heavy)``
+    (:func:`heavy_token_bound_terms`), and ``/(T delta) -> 1/sqrt(2)`` as ``T delta -> 0``
+    (then ``T -> infinity``), the constant the constant-``|Z_T|`` design attains
+    (:mod:`trm_bounds.instances.constant_z`).  Without it (Theorem 10.4), with
+    ``abar = 1 - exp(-delta)`` (the most ``theta`` may put where ``pi_roll = 0``) and
+    ``G = abar (T w(T-1) + abar T (T-1)/2)/2``, the bound is the smaller of
+    ``main + heavy + T abar + G`` (route I) and ``light_sum + route2_rest + heavy +
+    abar W/4 + G`` (route II), and ``/(T delta) -> 1``, attained by a ``theta`` that moves
+    mass ``abar`` off the rollout's support.  Also the minimum with
+    :func:`kl_budget_bound` (Theorem 10.2) under absolute continuity.
+
+    ``tau``: truncation levels (default :data:`TAU_GRID`); every ``tau > 0`` gives a valid
+    bound.
+
+    >>> b = kl_budget_bound_sharp(1000, 1e-4)
+    >>> bool(b <= 3.6 * 1000 * 1e-4), bool(b >= 0.7071 * 1000 * 1e-4)
+    (True, True)
+    """
+    if T < 1 or not 0 < delta < np.inf:
+        raise ValueError(f"kl_budget_bound_sharp: T = {T}, delta = {float(delta)!r} "
+                         "(need T >= 1, 0 < delta < inf)")  # fmt: skip
+    terms = heavy_token_bound_terms(int(T), float(delta), TAU_GRID if tau is None else tau)
+    route1 = terms["main"] + terms["heavy"]
+    if absolutely_continuous:
+        best = np.nanmin(np.where(np.isfinite(route1), route1, np.nan))
+        return float(min(best, kl_budget_bound(T, delta)))
+    abar = -np.expm1(-delta)
+    w_last = float(_tv2(np.array(T - 1.0), delta))
+    g = 0.5 * abar * (T * w_last + abar * T * (T - 1) / 2.0)
+    r1 = route1 + T * abar + g
+    r2 = terms["light_sum"] + terms["route2_rest"] + terms["heavy"] + 0.25 * abar * terms["W"] + g
+    both = np.minimum(r1, r2)
+    return float(np.nanmin(np.where(np.isfinite(both), both, np.nan)))

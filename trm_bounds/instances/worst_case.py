@@ -19,6 +19,9 @@ family                   what it is
                          correlates with a state that never changes.
 ``walk_tilt_positions``  where a sparse budget of ``k`` tilted positions goes: the first
                          ``k``, the last ``k``, or spread evenly.
+``constant_z``           the adaptive two-point design that keeps ``|Z_T|`` constant on every
+                         path (:mod:`trm_bounds.instances.constant_z`): the worst case of
+                         docs/theory.md §10 to leading order, ``sqrt(T(T-1)/2) delta``.
 =======================  ====================================================================
 
 *The walk in closed form.*  With ``pi_roll = (1/2, 1/2)`` and tilt ``(1/2 - e, 1/2 + e)`` the
@@ -49,9 +52,11 @@ import math
 import numpy as np
 from scipy.special import gammaln
 
+from trm_bounds.instances.constant_z import constant_z
 from trm_bounds.instances.finite import FiniteStateInstance
 
 __all__ = [
+    "constant_z",
     "walk_tilt",
     "walk_width",
     "tilted_walk",
@@ -284,3 +289,4 @@ def walk_sequence_tv(T: int, delta: float) -> float:
     small = np.exp(log_binom) * np.abs(np.expm1(np.where(big, 0.0, log_ratio)))
     large = np.abs(np.exp(log_binom + log_ratio) - np.exp(log_binom))
     return float(min(1.0, 0.5 * np.sum(np.where(big, large, small))))
+

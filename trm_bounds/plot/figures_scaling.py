@@ -56,12 +56,14 @@ F9_FAMILIES = {
 _CHI2_STYLE = {"color": "tab:green", "linestyle": (0, (5, 1, 1, 1)), "label": r"$\chi^2$ bound (§10)"}
 
 
-def _bounds(ax: Any, T: np.ndarray, bounds: dict, names: tuple[str, ...]) -> None:
+def _bounds(ax: Any, T: np.ndarray, bounds: dict, names: tuple[str, ...],
+            unified_kw: dict | None = None) -> None:  # fmt: skip
     curves = {n: as_array(bounds[n]) for n in names if n in bounds}
     for group in coincident_groups(curves):
         y = curves[group[0]]
         ok = y > 0
-        plot_group(ax, T[ok], y[ok], group)
+        kw = unified_kw if (unified_kw and group[0] == "unified") else {}
+        plot_group(ax, T[ok], y[ok], group, **kw)
 
 
 def _log_axes(ax: Any) -> None:
@@ -158,13 +160,19 @@ def draw_f9(data: dict) -> Any:
     sharp bounds and the chi-square bound of docs/theory.md §10 (log-log, reference slopes).
 
     Reads ``regimes: {"uniform" | "uniform_large" | "sparse": {"families": {family: {"T",
-    "max_error", "bounds_sharp", "chi2_bound", "ratio", "fit"}}}}`` from worst_case.json.
-    Panels: (a) uniform divergence at small ``delta`` (bounds of the tilted walk);
-    (b) the tilted walk at larger ``delta``, past ``T delta = 1``; (c) sparse divergence
-    (bounds of the walk with its tilted positions at the end and at the start);
-    (d) ``max_R |Error|`` over the sharp ``B*`` and over the chi-square bound.
+    "max_error", "bounds_sharp", "chi2_bound", "ratio", "fit"}}}}`` and ``constant_z: {"T",
+    "max_error", "source", "ratio_leading", "ratio_chi2"}`` from worst_case.json.
+    Panels: (a) uniform divergence at small ``delta`` (bounds of the tilted walk) with the
+    constant-``|Z_T|`` design, the worst case; (b) the tilted walk at larger ``delta``, past
+    ``T delta = 1``; (c) sparse divergence (bounds of the walk with its tilted positions at
+    the end and at the start); (d) tightness: the walk over ``B*`` and over the chi-square
+    bound, and the design over the bound it attains, ``delta sqrt(T(T-1)/2)`` (the limit of
+    Theorem 10.3; Theorem 10.1 on its exact points).  ``B*`` is drawn thin and pale so that
+    the bounds it equals stay readable.
     """
     regimes = get_field(data, "regimes", source="worst_case.json")
+    cz = data.get("constant_z")
+    unified_kw = {"linewidth": 1.6, "alpha": 0.4, "dashes": (3.0, 1.5)}
     fig, axes = figure(ncols=2, nrows=2, width=2 * COLUMN_WIDTH, height=2.5 * PANEL_HEIGHT)
     (a, b), (c, d) = axes
     for ax, reg, ref_family, title in (
@@ -177,16 +185,21 @@ def draw_f9(data: dict) -> Any:
             raise ResultFileError(f"worst_case.json: missing field 'regimes.{reg}.families.{ref_family}'")
         ref = fams[ref_family]
         T = as_array(ref["T"])
-        _bounds(ax, T, ref["bounds_sharp"], F9_BOUNDS)
+        _bounds(ax, T, ref["bounds_sharp"], F9_BOUNDS, unified_kw)
         chi = as_array(ref["chi2_bound"])
         ax.plot(T, chi, linewidth=1.2, zorder=3, **_CHI2_STYLE)
         for fam, sec in fams.items():
             if (reg, fam) in F9_FAMILIES:
                 _family_curve(ax, sec, (reg, fam))
+        if reg == "uniform" and cz is not None:
+            Tz, yz = as_array(cz["T"]), as_array(cz["max_error"])
+            (line,) = ax.plot(Tz, yz, color="tab:red", marker="s", markersize=2.5, linewidth=1.0,
+                              zorder=6, label=r"constant-$|Z_T|$ design")  # fmt: skip
+            line._trm_family = True
         if reg == "sparse" and "walk_start" in fams:
             y = as_array(fams["walk_start"]["bounds_sharp"]["unified"])
             ax.plot(T, y, color=BOUND_COLORS["unified"], linestyle=bound_linestyle("unified"),
-                    linewidth=0.8, alpha=0.6, label="$B^*$, tilt at the start")  # fmt: skip
+                    linewidth=0.8, alpha=0.4, label="$B^*$, tilt at the start")  # fmt: skip
         if reg != "sparse":
             y0 = float(as_array(ref["max_error"])[0])
             reference_slopes(ax, (float(T[0]), float(T[-1])), y0 * 0.3,
@@ -197,6 +210,9 @@ def draw_f9(data: dict) -> Any:
         ax.set_ylabel(r"$\mathrm{max}_R|\mathrm{Error}|$, sharp bounds")
         fam_handles = [h for h in ax.get_lines() if getattr(h, "_trm_family", False)]
         ax.legend(handles=fam_handles, fontsize=5.2, loc="upper left", framealpha=0.85)
+    from matplotlib.lines import Line2D
+
+    keys: list[tuple[Any, str]] = []
     for reg, fam, color in (("uniform", "tilted_walk", "black"),
                             ("uniform_large", "tilted_walk", "tab:gray"),
                             ("sparse", "walk_end", "tab:blue")):  # fmt: skip
@@ -207,15 +223,32 @@ def draw_f9(data: dict) -> Any:
         lab = {"uniform": "uniform", "uniform_large": r"uniform, larger $\delta$",
                "sparse": "sparse"}[reg]  # fmt: skip
         d.plot(T, as_array(sec["ratio"]["unified"]), color=color, marker="o", markersize=2.5,
-               linewidth=1.0, label=f"{lab}: / $B^*$")  # fmt: skip
-        d.plot(T, as_array(sec["ratio"]["chi2"]), color=color, linestyle="--", linewidth=1.0,
-               label=rf"{lab}: / $\chi^2$ bound")  # fmt: skip
+               linewidth=1.0)  # fmt: skip
+        d.plot(T, as_array(sec["ratio"]["chi2"]), color=color, linestyle="--", linewidth=1.0)
+        keys.append((Line2D([], [], color=color, marker="o", markersize=2.5), f"walk, {lab}"))
+    keys += [(Line2D([], [], color="0.3", linewidth=1.0), "walk: solid / $B^*$"),
+             (Line2D([], [], color="0.3", linestyle="--", linewidth=1.0),
+              r"walk: dashed / $\chi^2$ bound")]  # fmt: skip
+    if cz is not None:
+        Tz = as_array(cz["T"])
+        d.plot(Tz, as_array(cz["ratio_leading"]), color="tab:red", marker="s", markersize=2.5,
+               linewidth=1.0)  # fmt: skip
+        keys.append((Line2D([], [], color="tab:red", marker="s", markersize=2.5),
+                     r"constant-$|Z_T|$ / $\delta\sqrt{T(T-1)/2}$"))  # fmt: skip
+        exact = np.array([r is not None for r in cz["ratio_chi2"]])
+        if exact.any():
+            rc = np.array([r for r in cz["ratio_chi2"] if r is not None], dtype=float)
+            d.plot(Tz[exact], rc, color="tab:red", marker="^", markersize=3, linestyle="none")
+            keys.append((Line2D([], [], color="tab:red", marker="^", markersize=3,
+                                linestyle="none"), r"constant-$|Z_T|$ / $\chi^2$ bound"))  # fmt: skip
     d.axhline(1.0, **{**REFERENCE_STYLE, "linestyle": "-"})
     _log_axes(d)
-    d.set_title("tightness (tilted walk)")
+    d.set_ylim(3e-6, 2.0)  # room below the curves for the key
+    d.set_title("tightness")
     d.set_xlabel("horizon $T$")
     d.set_ylabel(r"$\mathrm{max}_R|\mathrm{Error}|$ / bound")
-    d.legend(fontsize=5.2, loc="lower left", framealpha=0.85)
+    d.legend([h for h, _ in keys], [lab for _, lab in keys], fontsize=5.2, loc="lower left",
+             framealpha=0.85, ncols=2)  # fmt: skip
     handles, labels = a.get_legend_handles_labels()
     keep = [(h, lab) for h, lab in zip(handles, labels, strict=True)
             if not getattr(h, "_trm_family", False)]  # fmt: skip

@@ -20,6 +20,7 @@ study                       result file                   figures
 ``tabular_verification``    ``tabular_verification.json``  (none: the bound check at scale)
 ``certify_figure``          ``certify_figure.json``       F10 (reads transformer_instances.json)
 ``certify_coverage``        ``certify_coverage.json``     (none: coverage of the certificates)
+``worst_case_certificate``  ``worst_case_certificate.json``  (none: the certificate of §10)
 ==========================  ============================  ==================================
 """
 
@@ -85,6 +86,8 @@ STUDIES: dict[str, Study] = {
         Study("certify_figure", "certified bounds against the exact error (F10)",
               "certify_figure.json"),
         Study("certify_coverage", "coverage of the certified bounds", "certify_coverage.json"),
+        Study("worst_case_certificate", "coverage of the worst-case-error certificate",
+              "worst_case_certificate.json"),
     )
 }  # fmt: skip
 

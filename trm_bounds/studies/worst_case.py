@@ -32,7 +32,13 @@ Layout of ``trm_bounds/data/results/worst_case.json`` (besides the provenance ke
                 "ratio": {bound: {"slope", "window"} | null}}}}}},
      "best_exponent": {regime: {"family", "slope", "window"}},
      "walk_check": {"T": [...], "dp": [...], "closed_form": [...]},   # two routes, one number
+     "constant_z": {"params", "T", "max_error", "stderr", "source": ["tree" | "monte_carlo"],
+                    "leading": [...],                  # delta sqrt(T(T-1)/2), Theorem 10.3's limit
+                    "chi2_bound": [... | null], "ratio_leading", "ratio_chi2"},
      "notes": [...]}
+
+The constant-``|Z_T|`` design (:mod:`trm_bounds.instances.constant_z`) runs at the uniform
+``delta``: exact by the tree engine to ``T = 16``, Monte Carlo (stated standard error) beyond.
 
 Usage: ``python -m trm_bounds.studies.worst_case`` (about a minute), ``--full`` (DP to
 ``T = 10^4``), ``--tiny`` (smoke test).
@@ -51,6 +57,8 @@ import numpy as np
 from trm_bounds.bounds import BOUND_NAMES, compute_bounds
 from trm_bounds.bounds.chi2 import chi2_bound
 from trm_bounds.engines.dp import exact_report
+from trm_bounds.engines.tree import exact_report as tree_report
+from trm_bounds.instances.constant_z import constant_z, constant_z_leading, constant_z_monte_carlo
 from trm_bounds.instances.finite import FiniteStateInstance
 from trm_bounds.instances.named import random_walk, sparse_divergence, uniform_divergence
 from trm_bounds.instances.worst_case import (
@@ -67,7 +75,8 @@ from trm_bounds.studies._cli import default_out, progress, study_main
 from trm_bounds.studies._fit import log_grid
 from trm_bounds.studies._power_law import fit_power_law
 
-__all__ = ["Args", "SIZES", "RESULT", "run", "produce", "main", "chi2_per_position"]
+__all__ = ["Args", "SIZES", "RESULT", "run", "produce", "main", "chi2_per_position",
+           "tree_chi2_per_position", "constant_z_series"]
 
 RESULT = "worst_case.json"
 #: Exact errors below this (absolute, reward units) are float64 rounding of a vanishing
@@ -96,6 +105,9 @@ class Args:
     S_walk: int = 128  # states of the reflecting walk of named.random_walk
     S: int = 8  # states of the random machine
     V: int = 4  # its vocabulary
+    cz_T_max_tree: int = 16  # constant-|Z_T| design: exact tree form up to this T
+    cz_T_max: int = 1024  # and Monte Carlo beyond, up to this T
+    cz_paths: int = 20_000  # Monte Carlo paths per horizon
 
     def __post_init__(self) -> None:
         for name in ("T_max", "T_max_dp", "T_max_small"):
@@ -106,7 +118,8 @@ class Args:
 #: Size presets.
 SIZES = {
     "full": {"T_max_dp": 10_000, "n_T": 22},
-    "tiny": {"T_max": 200, "T_max_dp": 60, "T_max_small": 200, "n_T": 6, "S_walk": 16},
+    "tiny": {"T_max": 200, "T_max_dp": 60, "T_max_small": 200, "n_T": 6, "S_walk": 16,
+             "cz_T_max_tree": 8, "cz_T_max": 32, "cz_paths": 2_000},
 }
 
 
@@ -174,6 +187,47 @@ def _series(point: Callable[[int], dict[str, Any]], grid: np.ndarray, desc: str,
                       for n, r in ratio.items()},
         },
     }
+
+
+def constant_z_series(args: Args) -> dict[str, Any]:
+    r"""The constant-``|Z_T|`` design at ``delta``: exact (tree engine) for ``T <= cz_T_max_tree``,
+    Monte Carlo beyond (``cz_paths`` paths, seed ``args.seed``), beside its leading value
+    ``delta sqrt(T(T-1)/2)`` (the limit of Theorem 10.3, docs/theory.md §10) and, on the tree
+    points, Theorem 10.1's chi-square bound at the design's ``chi_t``."""
+    d = args.delta
+    T_tree = [T for T in (2, 4, 8, 16) if T <= args.cz_T_max_tree]
+    T_mc = [int(T) for T in 2 ** np.arange(5, 21) if args.cz_T_max_tree < T <= args.cz_T_max]
+    err, se, chi, src = [], [], [], []
+    for T in progress(T_tree, desc="constant-|Z| (tree)", leave=False):
+        inst = constant_z(T, d)
+        err.append(tree_report(inst).error_max_over_rewards)
+        se.append(0.0)
+        chi.append(chi2_bound(tree_chi2_per_position(inst)))
+        src.append("tree")
+    for T in progress(T_mc, desc="constant-|Z| (Monte Carlo)", leave=False):
+        e, s_ = constant_z_monte_carlo(T, d, n_paths=args.cz_paths, seed=args.seed)
+        err.append(e)
+        se.append(s_)
+        chi.append(None)
+        src.append("monte_carlo")
+    T_all = T_tree + T_mc
+    lead = [constant_z_leading(T, d) for T in T_all]
+    return {
+        "params": {"family": "constant_z", "delta": d, "n_paths": args.cz_paths, "seed": args.seed},
+        "T": T_all, "max_error": err, "stderr": se, "source": src, "leading": lead,
+        "chi2_bound": chi, "ratio_leading": [e / v for e, v in zip(err, lead, strict=True)],
+        "ratio_chi2": [None if c is None else e / c for e, c in zip(err, chi, strict=True)],
+    }  # fmt: skip
+
+
+def tree_chi2_per_position(inst: Any) -> np.ndarray:
+    """``chi_t`` ``(T,)`` of a one-prompt tree instance: max over the contexts at ``t``."""
+    V, pr, pt = inst.V, inst.pi_roll[0], inst.pi_theta[0]
+    out = np.empty(inst.T)
+    for t in range(1, inst.T + 1):
+        sl = slice((V ** (t - 1) - 1) // (V - 1), (V**t - 1) // (V - 1))
+        out[t - 1] = np.max(np.sum((pt[sl] - pr[sl]) ** 2 / pr[sl], axis=-1))
+    return out
 
 
 def run(args: Args) -> dict[str, Any]:
@@ -252,7 +306,11 @@ def run(args: Args) -> dict[str, Any]:
         "fits: least squares of log value on log T over the widest window where local slopes "
         "stay within 0.05 of their median, spanning at least one decade; null: no power law",
     ]
-    return {"regimes": regimes, "best_exponent": best, "walk_check": walk_check, "notes": notes}
+    notes.append("constant_z: the constant-|Z_T| design at the uniform delta (exact tree to T = "
+                 f"{args.cz_T_max_tree}, Monte Carlo beyond, stderr given); ratio_leading: over "
+                 "delta sqrt(T(T-1)/2), the limit of Theorem 10.3; ratio_chi2: over Theorem 10.1")
+    return {"regimes": regimes, "best_exponent": best, "walk_check": walk_check,
+            "constant_z": constant_z_series(args), "notes": notes}
 
 
 def produce(args: Args) -> Path:
@@ -261,6 +319,9 @@ def produce(args: Args) -> Path:
     data = run(args)
     write_results(out, data, experiment="worst_case", args={**asdict(args), "out": str(out)},
                   seed=args.seed)  # fmt: skip
+    cz = data["constant_z"]
+    print("constant_z: max_R|Error| / (delta sqrt(T(T-1)/2)) = "
+          + ", ".join(f"{r:.4f} (T={T})" for T, r in zip(cz["T"], cz["ratio_leading"], strict=True)))
     for name, reg in data["regimes"].items():
         for fam, f in reg["families"].items():
             fit = f["fit"]["max_error"]
