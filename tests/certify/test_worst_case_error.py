@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.tolerances import ATOL, RTOL
 
+from tests.tolerances import ATOL, RTOL
 from trm_bounds.certify.exact import sequence_table
 from trm_bounds.certify.worst_case_error import certify_worst_case_error, worst_case_error_terms
 from trm_bounds.studies.worst_case_certificate import _tables, instances, sample_log

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tests.instances.test_worst_case import close
 from tests.tolerances import RTOL, leq
-
 from trm_bounds.bounds.chi2 import (
     ASYMPTOTIC_CONSTANT,
     chi2_bound,

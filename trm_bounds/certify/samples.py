@@ -15,7 +15,7 @@ With :math:`r_t = \log\pi_\theta - \log\pi_{\text{roll}}` and :math:`\rho_t = e^
 ``log_probs = -inf`` (theta gives the sampled token zero probability, e.g. top-p/top-k on the
 other side) is allowed: ``rho = 0``.  ``rollout_log_probs = -inf`` cannot occur for a token the
 rollout sampled and is an error, as are NaN and ``+inf``, a log-probability above
-:data:`trm_bounds.logs.batch.MAX_LOGPROB` (a probability above 1 beyond rounding) and a mask
+:data:`MAX_LOGPROB` (a probability above 1 beyond rounding) and a mask
 value other than 0 or 1; each such error names the field and the first bad row.  A row without
 valid token (all-masked padding) is not a sequence: it has length 0 and the certificates
 exclude it.
@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from trm_bounds.logs.batch import MAX_LOGPROB
+#: Largest accepted log-probability (nats): a probability above 1 beyond rounding is a logging
+#: bug.  The one owner; the log readers (trm_bounds.logs.batch) use it too.
+MAX_LOGPROB = 1e-6
 
 __all__ = ["as_float64", "valid_log_ratios", "divergence_terms"]
 

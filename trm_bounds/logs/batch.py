@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trm_bounds.certify.samples import MAX_LOGPROB  # the one owner of the rule
 from trm_bounds.logs.errors import LogFormatError
 
 __all__ = ["MAX_LOGPROB", "MAX_CELLS", "MAX_CHUNK_BYTES", "Batch", "validate", "record_label"]
 
-#: Largest accepted logprob (nats); anything above is a logging bug.
-MAX_LOGPROB = 1e-6
 
 #: A chunk holds at most this many padded (sequence, position) cells (32 MiB per float32
 #: array, 64 MiB per float64 array), whatever ``chunk_size`` says: peak memory stays bounded
