@@ -16,7 +16,7 @@ from trm_bounds.certify import estimate_error
 from trm_bounds.certify.error_estimate import QUANTITIES, error_terms, estimate_error_sums
 from trm_bounds.certify.exact import sequence_table
 from trm_bounds.engines.tree import exact_report
-from trm_bounds.instances.random import GENERATORS
+from trm_bounds.instances.generators import GENERATORS
 
 
 def test_estimate_error_is_unbiased_on_an_exact_instance():

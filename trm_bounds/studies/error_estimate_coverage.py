@@ -26,7 +26,7 @@ import numpy as np
 
 from trm_bounds.certify.error_estimate import QUANTITIES, error_terms, estimate_error_sums
 from trm_bounds.certify.exact import sequence_table
-from trm_bounds.instances.random import GENERATORS
+from trm_bounds.instances.generators import GENERATORS
 from trm_bounds.results import write_results
 from trm_bounds.studies._cli import default_out, progress, study_main
 
