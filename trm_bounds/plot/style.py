@@ -22,7 +22,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.image
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from trm_bounds.bounds import BOUNDS
@@ -142,17 +144,43 @@ def save(
 ) -> list[Path]:
     """Write ``fig`` as ``out_dir/name.<fmt>`` for every format, return the paths.
 
-    ``dpi`` overrides the raster resolution (default ``RC["savefig.dpi"]``).
+    ``dpi`` overrides the raster resolution (default ``RC["savefig.dpi"]``).  The figure is
+    laid out once (:func:`_lay_out`) and every format is drawn from that layout: the PNG is the
+    buffer of the layout's own raster draw, so PNG and PDF together cost two draws (``savefig``
+    per format costs two draws and two constrained-layout passes each).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    formats = list(formats)
+    dpi = float(dpi or RC["savefig.dpi"])
     paths = []
     with matplotlib.rc_context(RC):
+        canvas = _lay_out(fig, dpi, raster="png" in formats)
         for fmt in formats:
             path = out_dir / f"{name}.{fmt}"
-            fig.savefig(path, format=fmt, metadata=_metadata(fmt), dpi=dpi or RC["savefig.dpi"])
+            if fmt == "png" and canvas is not None:
+                matplotlib.image.imsave(path, canvas.buffer_rgba(), format="png",
+                                        origin="upper", dpi=dpi, metadata=_metadata(fmt))
+            else:
+                fig.savefig(path, format=fmt, metadata=_metadata(fmt), dpi=dpi)
             paths.append(path)
     return paths
+
+
+def _lay_out(fig: Figure, dpi: float, *, raster: bool) -> FigureCanvasAgg | None:
+    """Run the figure's layout engine once at ``dpi``, then fix the positions (the engine is
+    removed, so later draws do not lay the figure out again).  ``raster``: by drawing it on an
+    Agg canvas, returned with the pixels of that draw (what ``savefig(format="png")`` writes);
+    else without rendering (``None``)."""
+    fig.set_dpi(dpi)
+    canvas = None
+    if raster:
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+    elif fig.get_layout_engine() is not None:
+        fig.draw_without_rendering()
+    fig.set_layout_engine(None)
+    return canvas
 
 
 def _metadata(fmt: str) -> dict[str, object] | None:
