@@ -365,11 +365,18 @@ def _plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         import matplotlib  # noqa: F401
     except ImportError:
         raise CliError("plot needs matplotlib: pip install 'trm-bounds[plot]'") from None
-    from trm_bounds.plot.redraw import draw_all
+    from trm_bounds.plot.redraw import default_results, draw_all, figure_sources
 
+    results = args.results or default_results(args.out, recompute=args.recompute)
     try:
-        n_bad = draw_all(args.out, formats, results=args.results, keys=args.only, dpi=args.dpi,
-                         recompute=args.recompute, full=args.full, seed=args.seed)  # fmt: skip
+        failed = []
+        if args.recompute:  # the studies run outside the figure code (layering)
+            from trm_bounds.studies import recompute_files
+
+            failed = recompute_files(results, figure_sources(args.only), full=args.full,
+                                     seed=args.seed)  # fmt: skip
+        n_bad = draw_all(args.out, formats, results=results, keys=args.only, dpi=args.dpi,
+                         failed_studies=failed)  # fmt: skip
     except OSError as exc:
         raise CliError(f"{exc.filename or args.out}: {exc.strerror or exc}") from None
     return 1 if n_bad else 0

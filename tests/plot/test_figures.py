@@ -387,7 +387,7 @@ def test_f8_names_criteria_with_thresholds_and_shows_uncertainty():
     import numpy as np
 
     from trm_bounds.plot import evaluate as ev
-    from trm_bounds.studies.bound_scaling import wilson
+    from trm_bounds.proportions import wilson
 
     report = json.loads((FIXTURES / "demo_eval" / "report.json").read_text())
     raw_ids = set(report["criteria"])

@@ -7,7 +7,7 @@ Figures (file stems), each one column wide (:mod:`trm_bounds.plot.style`):
   in use dotted; one panel for the log-ratio criteria (nats) and one for the dimensionless
   scores (SER, LN-TRM), so no axis mixes units;
 - ``acceptance_by_length`` -- acceptance rate per length quantile bucket and criterion, with
-  95% Wilson intervals from the bucket's counts (:func:`trm_bounds.studies.bound_scaling.wilson`);
+  95% Wilson intervals from the bucket's counts (:func:`trm_bounds.proportions.wilson`);
 - ``dbar_estimate`` -- the per-position estimate of ``Dbar_t`` (docs/theory.md §6), with the
   ``eps`` plug-in value (legend below the panel, so it covers no line);
 - ``hist_k2_max`` and ``hist_ser`` -- histograms of the per-sequence max-k2 and SER scores,
@@ -26,6 +26,7 @@ import numpy as np
 
 from trm_bounds.plot import style
 from trm_bounds.plot.style import figure, save, styled
+from trm_bounds.proportions import wilson
 
 __all__ = [
     "CRITERION_TEX",
@@ -127,8 +128,6 @@ def acceptance_vs_threshold(report: Mapping[str, Any]):
 def acceptance_by_length(report: Mapping[str, Any]):
     """Acceptance rate per length quantile bucket, one marker series per criterion, with 95%
     Wilson intervals from the bucket counts (accepted = rate x n, rounded)."""
-    from trm_bounds.studies.bound_scaling import wilson
-
     fig, ax = figure(height=3.2)
     buckets = report.get("length_buckets", [])
     crit = list(report.get("criteria", {}))

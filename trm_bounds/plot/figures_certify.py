@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .numbers import stable_number
 from .result_file import as_array, get_field
 from .style import BOUND_COLORS, ERROR_STYLE, figure, styled
 
@@ -23,22 +24,24 @@ _TITLES = {"transformer": "transformer pair", "finite_state": "finite-state, uni
 
 
 def caption_f10(data: dict) -> str:
-    """The caption text of F10 for a page (not drawn on the figure), from the result file."""
+    """The caption text of F10 for a page (not drawn on the figure), from the result file
+    (coverages in percent, one decimal, rounded with a margin: :func:`.numbers.stable_number`)."""
     lvl, method, reps = data.get("level"), data.get("method"), data.get("reps")
     panels = get_field(data, "panels", source="certify_figure.json").values()
     cov = min(min(as_array(p["series"]["bound_coverage"])) for p in panels)
     ucb = min(min(as_array(p["series"]["ucb_coverage"])) for p in panels)
     ci = [c for p in panels for c in as_array(p["series"]["ci_coverage"])]
+    pct = [stable_number(100 * v, 1) for v in (ucb, cov, min(ci), max(ci))]
     return (
-        f"Certified bounds on |Error| at level {lvl} ({method} confidence bound on "
-        f"sum_t Dbar_t = E[X]; median over {reps} repetitions, band 10-90% for constant 1) "
-        f"need no assumption on delta or eps. At every point the upper confidence bound "
-        f"covered the exact sum_t Dbar_t in at least {ucb:.1%} of repetitions and the "
-        f"constant-1 bound covered the exact |Error| in at least {cov:.1%}; they are loose "
+        f"Certified bounds on |Error| at level {stable_number(lvl, 2)} ({method} confidence "
+        f"bound on sum_t Dbar_t = E[X]; median over {reps} repetitions, band 10-90% for "
+        f"constant 1) need no assumption on delta or eps. At every point the upper confidence "
+        f"bound covered the exact sum_t Dbar_t in at least {pct[0]}% of repetitions and the "
+        f"constant-1 bound covered the exact |Error| in at least {pct[1]}%; they are loose "
         f"because X lies in [0, T]. The estimated error's CLT interval contained the exact "
-        f"error in {min(ci):.1%} to {max(ci):.1%} of repetitions: an estimate, not a "
-        "certificate. B* at the exact maxima (dotted) is the paper's conditional bound, which "
-        "no log can evaluate."
+        f"error in {pct[2]}% to {pct[3]}% of repetitions: an estimate, not a certificate. B* "
+        "at the exact maxima (dotted) is the paper's conditional bound, which no log can "
+        "evaluate."
     )
 
 
