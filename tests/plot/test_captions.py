@@ -19,7 +19,7 @@ pytest.importorskip("matplotlib")
 
 from trm_bounds.plot import FIGURES  # noqa: E402
 from trm_bounds.plot.captions import CAPTIONS, captions_markdown, figure_captions  # noqa: E402
-from trm_bounds.plot.numbers import MARGIN, stable_number  # noqa: E402
+from trm_bounds.plot.rounding import MARGIN, stable_number  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"

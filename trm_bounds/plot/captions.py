@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .figures import FIGURES, ResultFileError
 from .figures_certify import caption_f10
-from .numbers import MARGIN, stable_number
+from .rounding import MARGIN, stable_number
 from .result_file import get_field
 
 __all__ = ["MARGIN", "CAPTIONS", "stable_number", "figure_captions", "captions_markdown",
@@ -49,9 +49,9 @@ def _caption_f2(data: dict) -> str:
         f"{_num(sec['dkl_seq'])} nats fixed, spread over {int(sec['n_divergent'])} positions "
         f"with KL = delta = {_num(sec['delta'])} (Dbar_t = eps there, 0 elsewhere). With "
         "D_KL^seq fixed the Mixed bounds grow like T, the paper's O(T) claim. Coincident "
-        "curves share one legend entry; where two curves meet over part of the grid (Adaptive "
-        "(TV) and Linear beyond the divergent positions) their dashes alternate; line style "
-        "marks the route; dotted: reference slopes."
+        "curves share one legend entry; a curve that runs within 5% of one drawn before it "
+        "(Linear, equal to Adaptive (TV) beyond the divergent positions) is drawn as a wide "
+        "band beneath it; line style marks the route; dotted: reference slopes."
     )
 
 

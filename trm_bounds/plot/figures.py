@@ -121,17 +121,8 @@ FIGURES: dict[str, FigureSpec] = {
             "exact error against the sharp bounds on four instances, T up to 10^4",
             (
                 "Exact error of four fixed finite-state instances (DP engine) with the sharp bounds "
-                "(docs/theory.md §5) at each instance's exact divergences. Filled dots: Error > 0; open"
-                " dots: Error < 0, drawn as |Error|; grey band: where Error changes sign (on the slowly"
-                " mixing walk, uniform, S = 128, between T = 585 and 877, so no slope is fitted across "
-                "it). Dashed: the worst case over final-state rewards, max_R |Error|: slope 1.00 on T "
-                "in [23, 1316], then saturating once the walk mixes. Sparse walk (S = 64, three "
-                "perturbed contexts at positions 1-3): max_R |Error| falls like T^{-1/2} while the walk"
-                " diffuses (the trace of the early perturbations spreads over about sqrt(T) states), "
-                "then like exp(-T/829) once it mixes, the rate of the walk's spectral gap: the final "
-                "state forgets the perturbations. The fast-mixing random machines (S = 8) forget within"
-                " a few steps. Slopes are printed only where the local log-log slopes stay within 0.05 "
-                "of their median over at least one decade."
+                "(docs/theory.md §5); the full caption, with the numbers of the result file, is "
+                "composed by trm_bounds.plot.captions."
             ),
         ),
         FigureSpec(

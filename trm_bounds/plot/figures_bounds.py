@@ -49,12 +49,9 @@ def _scaling_panel(fig, ax, sec: dict, title: str) -> None:
     """Log-log bound curves of one regime: one curve per coincident group, reference slopes."""
     T = as_array(sec["T"])
     groups = scaling_groups(sec)
-    lows = []
-    for group in groups:
-        y = as_array(sec["published"][group[0]])
-        ok = y > 0
-        style.plot_group(ax, T[ok], y[ok], group)
-        lows.append(np.nanmin(y[ok]))
+    curves = {g[0]: as_array(sec["published"][g[0]]) for g in groups}
+    style.plot_groups(ax, T, curves, groups)
+    lows = [np.nanmin(y[y > 0]) for y in curves.values()]
     ax.set_xscale("log")
     ax.set_yscale("log")
     lo, hi = float(T.min()), float(T.max())

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .numbers import stable_number
+from .rounding import stable_number
 from .result_file import as_array, get_field
 from .style import BOUND_COLORS, ERROR_STYLE, figure, styled
 
@@ -25,7 +25,7 @@ _TITLES = {"transformer": "transformer pair", "finite_state": "finite-state, uni
 
 def caption_f10(data: dict) -> str:
     """The caption text of F10 for a page (not drawn on the figure), from the result file
-    (coverages in percent, one decimal, rounded with a margin: :func:`.numbers.stable_number`)."""
+    (coverages in percent, one decimal, rounded with a margin: :func:`.rounding.stable_number`)."""
     lvl, method, reps = data.get("level"), data.get("method"), data.get("reps")
     panels = get_field(data, "panels", source="certify_figure.json").values()
     cov = min(min(as_array(p["series"]["bound_coverage"])) for p in panels)

@@ -25,7 +25,7 @@ from .style import (
     coincident_groups,
     figure,
     legend_below,
-    plot_group,
+    plot_groups,
     reference_slopes,
     styled,
 )
@@ -35,12 +35,12 @@ __all__ = ["draw_f3", "draw_f9", "F3_BOUNDS", "F9_BOUNDS", "F3_TITLES", "F9_FAMI
 #: Sharp bounds drawn in F3 and F9 (coincident ones merge into one legend entry).
 F3_BOUNDS = ("coupling", "pm_kl", "mix_kl", "adaptive_hybrid", "linear", "unified")
 F9_BOUNDS = ("pm_kl", "mix_kl", "coupling", "linear", "unified")
-#: Short panel titles of F3's regimes.
+#: Panel titles of F3's regimes (``{n}``: the regime's number of perturbed contexts).
 F3_TITLES = {
-    "uniform": "uniform, slowly mixing walk",
-    "sparse": "sparse (first positions), walk",
-    "uniform_mixing": "uniform, fast-mixing machine",
-    "sparse_mixing": "sparse (last positions), machine",
+    "uniform": "(a) slow walk, every token perturbed",
+    "sparse": "(b) slow walk, first {n} tokens perturbed",
+    "uniform_mixing": "(c) fast machine, every token perturbed",
+    "sparse_mixing": "(d) fast machine, last {n} tokens perturbed",
 }
 #: F9 curves of the families: (regime, family) -> (label, colour, marker).
 F9_FAMILIES = {
@@ -56,12 +56,12 @@ F9_FAMILIES = {
 _CHI2_STYLE = {"color": "tab:green", "linestyle": (0, (5, 1, 1, 1)), "label": r"$\chi^2$ bound (§10)"}
 
 
-def _bounds(ax: Any, T: np.ndarray, bounds: dict, names: tuple[str, ...]) -> None:
+def _bounds(ax: Any, T: np.ndarray, bounds: dict, names: tuple[str, ...],
+            bands: set[str] | None = None) -> set[str]:  # fmt: skip
+    """The sharp bounds ``names`` of one panel, coincident ones merged, one that runs close to
+    another drawn as a band (``bands``: exactly these; returns those drawn as bands)."""
     curves = {n: as_array(bounds[n]) for n in names if n in bounds}
-    for group in coincident_groups(curves):
-        y = curves[group[0]]
-        ok = y > 0
-        plot_group(ax, T[ok], y[ok], group)
+    return plot_groups(ax, T, curves, coincident_groups(curves), bands=bands)
 
 
 def _log_axes(ax: Any) -> None:
@@ -97,11 +97,13 @@ def draw_f3(data: dict) -> Any:
                        height=1.15 * PANEL_HEIGHT * nrows + 0.6, squeeze=False)  # fmt: skip
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
+    bands = None
     for ax, name in zip(axes.flat, names, strict=False):
         sec = regimes[name]
         src = f"regimes.{name}"
         T = as_array(get_field(sec, "T", source=src))
-        _bounds(ax, T, get_field(sec, "bounds_sharp", source=src), F3_BOUNDS)
+        # the legend is panel (a)'s: its bands are drawn as bands in every panel
+        bands = _bounds(ax, T, get_field(sec, "bounds_sharp", source=src), F3_BOUNDS, bands)
         err = as_array(get_field(sec, "error", source=src))
         st = ERROR_STYLE["error"]
         pos, neg = err > 0, err < 0
@@ -134,8 +136,9 @@ def draw_f3(data: dict) -> Any:
                     va="top", ha="left",
                     bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1})
         _log_axes(ax)
-        ax.set_title(F3_TITLES.get(name, name))
-        ax.set_xlabel("horizon $T$")
+        n = (sec.get("params") or {}).get("n_contexts", "")
+        ax.set_title(F3_TITLES.get(name, name).format(n=n))
+        ax.set_xlabel(r"horizon $T$ (tokens)")
         ax.set_ylabel("error, sharp bounds")
     legend_below(fig, axes.flat[0], ncols=3)
     return fig

@@ -51,6 +51,8 @@ __all__ = [
     "bound_linestyle",
     "coincident_groups",
     "plot_group",
+    "plot_groups",
+    "runs_close",
     "reference_slopes",
     "series_pixels",
     "legend_below",
@@ -294,12 +296,14 @@ def coincident_groups(
     return [tuple(sorted(g, key=key)) for g in groups]
 
 
-def plot_group(ax: Axes, x, y, group: Sequence[str], **kw) -> None:
+def plot_group(ax: Axes, x, y, group: Sequence[str], *, band: bool = False, **kw) -> None:
     """Draw one coincident group once, in its first member's colour and route line style,
     labelled ``'A = B = C'`` with the members' mathtext labels (:data:`BOUND_TEX`).
 
     ``unified`` (B*) is drawn as a wide dashed black band under the other curves, so the
-    member it equals stays visible on top of it.
+    member it equals stays visible on top of it.  ``band``: the group runs close to a curve
+    drawn before it (:func:`runs_close`), so it is drawn as a wide solid band in its colour
+    under the other curves, which stay visible on top of it.
     """
     name = group[0]
     label = _wrap_equal([_short_tex(n) for n in group])
@@ -311,8 +315,67 @@ def plot_group(ax: Axes, x, y, group: Sequence[str], **kw) -> None:
     }
     if name == "unified":
         style.update(linewidth=3.2, zorder=2, dashes=(2.0, 1.2))
+    elif band:
+        style.update(linewidth=BAND_WIDTH, zorder=2, linestyle="-", solid_capstyle="butt")
     style.update(kw)
     ax.plot(x, y, **style)
+
+
+#: Two curves "run close" where they differ by less than this factor at a grid point ...
+CLOSE_FACTOR: float = 1.05
+#: ... on at least this fraction of the grid (then the later one is drawn as a band).
+CLOSE_FRACTION: float = 0.25
+#: Line width of a band drawn under a curve it runs close to (points).
+BAND_WIDTH: float = 3.6
+
+
+def runs_close(y, others: Iterable[Sequence[float]]) -> bool:
+    """Whether ``y`` lies within :data:`CLOSE_FACTOR` of one of ``others`` on at least
+    :data:`CLOSE_FRACTION` of the grid (positive points only): at print size one line would
+    hide the other, so the later one is drawn as a band beneath (:func:`plot_group`).
+
+    >>> runs_close([1, 2, 4, 8], [[1.01, 2.02, 9, 20]]), runs_close([1, 2], [[3, 6]])
+    (True, False)
+    """
+    import numpy as np
+
+    y = np.asarray(y, dtype=np.float64)
+    for o in others:
+        o = np.asarray(o, dtype=np.float64)
+        ok = (y > 0) & (o > 0)
+        if o.shape == y.shape and ok.any():
+            close = ok & (np.abs(np.log(np.where(ok, y, 1) / np.where(ok, o, 1)))
+                          < np.log(CLOSE_FACTOR))  # fmt: skip
+            if close.sum() >= CLOSE_FRACTION * ok.sum():
+                return True
+    return False
+
+
+def plot_groups(ax: Axes, x, curves: dict[str, Sequence[float]],
+                groups: Sequence[Sequence[str]], *, bands: Iterable[str] | None = None
+                ) -> set[str]:  # fmt: skip
+    """Draw coincident ``groups`` of ``curves`` (positive points) in order; a group that
+    runs close to one drawn before it (:func:`runs_close`; ``unified`` excepted) is drawn as a
+    band, or, if given, exactly the groups whose first member is in ``bands`` (so panels that
+    share a legend draw a bound alike).  Returns the first members of the groups drawn as
+    bands."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float64)
+    drawn: list = []
+    out = set()
+    for group in groups:
+        y = np.asarray(curves[group[0]], dtype=np.float64)
+        ok = y > 0
+        if bands is None:
+            band = group[0] != "unified" and runs_close(y, drawn)
+        else:
+            band = group[0] in set(bands)
+        plot_group(ax, x[ok], y[ok], group, band=band)
+        drawn.append(y)
+        if band:
+            out.add(group[0])
+    return out
 
 
 def _wrap_equal(parts: Sequence[str], width: int = 44) -> str:
