@@ -139,8 +139,9 @@ def _caption_f7(data: dict) -> str:
     if mc:
         text += (
             f". (b) Monte Carlo at T = {int(mc[0]['T'])} (N = {int(mc[0]['N'])} rollouts) on "
-            "models trained at that length: the point estimate of |Error| (dot) with its "
-            "4-sigma interval (whisker), and the plug-in sharp B* (diamond), an estimate at the "
+            "models trained at that length: the point estimate of |Error| (filled marker), the "
+            "4-sigma interval of |Error| (capped whisker; a triangle at the axis bottom: the "
+            "interval contains 0), and the plug-in sharp B* (open marker), an estimate at the "
             "observed eps and delta, not a certified bound (docs/theory.md §6)"
         )
     return text + "."

@@ -171,17 +171,13 @@ FIGURES: dict[str, FigureSpec] = {
             "f7_transformer_mismatch",
             "transformer_mismatch.json",
             draw_f7,
-            "small transformers: exact error at T = 4-8 and Monte Carlo at T = 1024, per "
+            "small transformers: exact error (every sequence enumerated) and Monte Carlo, per "
             "mismatch source",
             (
-                "Small transformers (2 layers, d = 32, V = 4), one policy pair per mismatch source; "
-                "colour is the source in both panels. (a) Every sequence enumerated (KV-cached walk of "
-                "the prefix tree, float64): the worst-case exact error max_R |Error| (filled, solid) "
-                "and the sharp unified bound B* (open, dashed) against T; every pair satisfies every "
-                "bound, B* / max_R |Error| between 2.4 and 5.6 at T = 4. (b) Monte Carlo at T = 1024 (N"
-                " = 16 rollouts) on models trained at that length: the 4-sigma upper end of |Error| "
-                "(bar; the dot is the point estimate) and the plug-in sharp B* (diamond), an estimate "
-                "at the observed eps and delta, not a certified bound (docs/theory.md §6)."
+                "Small transformers (2 layers, d = 32), one policy pair per mismatch source, "
+                "exact error against the sharp bound and Monte Carlo at a long horizon; the full "
+                "caption, with the numbers of the result file, is composed by "
+                "trm_bounds.plot.captions."
             ),
         ),
         FigureSpec(
