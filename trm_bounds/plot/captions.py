@@ -17,8 +17,8 @@ from pathlib import Path
 
 from .figures import FIGURES, ResultFileError
 from .figures_certify import caption_f10
-from .rounding import MARGIN, stable_number
 from .result_file import get_field
+from .rounding import MARGIN, stable_number
 
 __all__ = ["MARGIN", "CAPTIONS", "stable_number", "figure_captions", "captions_markdown",
            "write_captions"]  # fmt: skip
