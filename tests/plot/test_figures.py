@@ -419,3 +419,53 @@ def test_f8_names_criteria_with_thresholds_and_shows_uncertainty():
         assert report["criteria"][crit]["threshold"] in xs
     fig = ev.dbar_estimate(report)
     assert fig.axes[0].get_legend() is None and fig.legends  # legend outside the panel
+
+
+def _embedded_fonts(pdf: bytes) -> list[dict]:
+    """Each TrueType font embedded in ``pdf``: glyph name -> (outline coordinates, advance),
+    and its character map."""
+    import io
+    import re
+    import zlib
+
+    from fontTools.ttLib import TTFont
+
+    fonts = []
+    for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, flags=re.S):
+        try:
+            font = TTFont(io.BytesIO(zlib.decompress(raw)))
+            glyf, hmtx = font["glyf"], font["hmtx"]
+        except Exception:  # not a font stream (content, image, CMap)
+            continue
+        glyphs = {}
+        for name in font.getGlyphOrder():
+            coords, _, _ = glyf[name].getCoordinates(glyf)
+            glyphs[name] = (tuple(map(tuple, coords)), hmtx[name][0])
+        fonts.append({"glyphs": glyphs, "cmap": dict(font.getBestCmap() or {})})
+    return fonts
+
+
+def test_pdf_font_subsets_keep_every_glyph_without_layout_tables(tmp_path):
+    """The PDF's embedded fonts, written without the OpenType layout tables (the redraw's
+    speed-up), have the same character maps as matplotlib's own subsets, every glyph a
+    character maps to, and each glyph with the same outline and advance; only glyphs that
+    substitutions could reach and no character maps to are left out."""
+    import matplotlib
+
+    from trm_bounds.plot import style
+
+    data = _bound_scaling("fixture")
+    style.save(FIGURES["F1"].draw(data), tmp_path, "lean", ["pdf"])
+    fig = FIGURES["F1"].draw(data)
+    with matplotlib.rc_context(style.RC):
+        fig.savefig(tmp_path / "plain.pdf", format="pdf", dpi=style.RC["savefig.dpi"])
+    lean = _embedded_fonts((tmp_path / "lean.pdf").read_bytes())
+    plain = _embedded_fonts((tmp_path / "plain.pdf").read_bytes())
+    assert len(lean) == len(plain) >= 2
+    for font in lean:
+        same = [f for f in plain if f["cmap"] == font["cmap"]]
+        assert same, sorted(font["cmap"])
+        full = same[0]["glyphs"]
+        assert set(font["cmap"].values()) <= set(font["glyphs"])
+        assert all(full[name] == g for name, g in font["glyphs"].items())
+        assert set(full) - set(font["glyphs"]) <= set(full) - set(font["cmap"].values())

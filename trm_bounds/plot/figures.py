@@ -134,9 +134,9 @@ FIGURES: dict[str, FigureSpec] = {
             (
                 "The paper's bound table at T = 4096 (docs/theory.md §7): our bounds with the published"
                 " constant 4 (blue) and the sharp constant 2 (orange, docs/theory.md §5), the paper's "
-                "printed number as a black tick and in the column on the right. Adaptive and Unified are evaluated at the worst case "
-                "Dbar_t = eps, below the paper's printed upper bounds (<=). Classical is the TV form "
-                "2T(T-1)eps^2."
+                "printed number as a black tick and in the column on the right. Adaptive and "
+                "Unified are evaluated at the worst case Dbar_t = eps, below the paper's printed "
+                "upper bounds (<=). Classical is the TV form 2T(T-1)eps^2."
             ),
         ),
         FigureSpec(
