@@ -57,9 +57,10 @@ _CHI2_STYLE = {"color": "tab:green", "linestyle": (0, (5, 1, 1, 1)), "label": r"
 
 
 def _bounds(ax: Any, T: np.ndarray, bounds: dict, names: tuple[str, ...],
-            bands: set[str] | None = None) -> set[str]:  # fmt: skip
-    """The sharp bounds ``names`` of one panel, coincident ones merged, one that runs close to
-    another drawn as a band (``bands``: exactly these; returns those drawn as bands)."""
+            bands: set[str] | frozenset[str] | None = frozenset()) -> set[str]:  # fmt: skip
+    """The sharp bounds ``names`` of one panel, coincident ones merged; ``bands``: the groups
+    drawn as bands (default none; ``None``: each that runs close to one drawn before it,
+    :func:`~.style.runs_close`).  Returns those drawn as bands."""
     curves = {n: as_array(bounds[n]) for n in names if n in bounds}
     return plot_groups(ax, T, curves, coincident_groups(curves), bands=bands)
 
@@ -97,7 +98,7 @@ def draw_f3(data: dict) -> Any:
                        height=1.15 * PANEL_HEIGHT * nrows + 0.6, squeeze=False)  # fmt: skip
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
-    bands = None
+    bands = None  # decided on panel (a), whose legend is the figure's
     for ax, name in zip(axes.flat, names, strict=False):
         sec = regimes[name]
         src = f"regimes.{name}"

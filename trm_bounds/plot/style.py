@@ -357,7 +357,7 @@ def plot_group(ax: Axes, x, y, group: Sequence[str], *, band: bool = False, **kw
 #: Two curves "run close" where they differ by less than this factor at a grid point ...
 CLOSE_FACTOR: float = 1.05
 #: ... on at least this fraction of the grid (then the later one is drawn as a band).
-CLOSE_FRACTION: float = 0.25
+CLOSE_FRACTION: float = 0.5
 #: Line width of a band drawn under a curve it runs close to (points).
 BAND_WIDTH: float = 3.6
 
