@@ -469,3 +469,18 @@ def test_pdf_font_subsets_keep_every_glyph_without_layout_tables(tmp_path):
         assert set(font["cmap"].values()) <= set(font["glyphs"])
         assert all(full[name] == g for name, g in font["glyphs"].items())
         assert set(full) - set(font["glyphs"]) <= set(full) - set(font["cmap"].values())
+
+
+def test_the_figure_code_imports_no_study():
+    """Layering: figures are drawn from result files, so no module of trm_bounds.plot imports
+    trm_bounds.studies (the recompute path lives in trm_bounds.studies.recompute_files)."""
+    import ast
+
+    import trm_bounds.plot
+
+    folder = Path(trm_bounds.plot.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])  # fmt: skip
+            assert not any(n.startswith("trm_bounds.studies") for n in names), path.name
