@@ -5,9 +5,9 @@ Each ``draw_fN(data)`` takes the parsed JSON of one result file and returns a ma
 the file, fitted slopes included).  The drawers live by subject -- :mod:`.figures_bounds`
 (F1, F2, F4, F5, F6), :mod:`.figures_scaling` (F3, F9), :mod:`.figures_exact` (F7),
 :mod:`.evaluate` (F8), :mod:`.figures_certify` (F10) -- and are re-exported here.
-:data:`FIGURES` maps each figure to its result file, file name and caption (captions live
-here and in ``paper_repro.md``, never inside the image); :func:`render` draws one figure into
-a folder.
+:data:`FIGURES` maps each figure to its result file, file name and caption (captions that
+quote computed numbers are composed from the result file by :mod:`.captions`; never inside
+the image); :func:`render` draws one figure into a folder.
 
 ======  ==========================================  ============================================
 figure  content                                     result file (under ``experiments/results``)

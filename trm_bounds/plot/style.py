@@ -3,8 +3,8 @@
 Every figure function uses :func:`figure` to make its canvas and :func:`save` to write it,
 so fonts, sizes, colours and markers are the same everywhere.  The canvas is a single paper
 column (:data:`COLUMN_WIDTH` = 3.5 in) and the fonts are sized for print at that width;
-titles are short mathtext, and captions live in ``paper_repro.md`` and the figure registry
-(:data:`trm_bounds.plot.figures.FIGURES`), never inside the image.  Line style separates the
+titles are short mathtext, and captions live in the figure registry and
+:mod:`trm_bounds.plot.captions` (``captions.md`` beside the figures), never inside the image.  Line style separates the
 routes (:data:`ROUTE_LINESTYLES`: KL solid, TV dashed, hybrid dash-dot), so no two series
 differ only by a light and a dark shade of one hue; :func:`coincident_groups` merges curves
 that coincide into one legend entry, and :func:`series_pixels` counts, at print size, the
