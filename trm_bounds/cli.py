@@ -540,7 +540,7 @@ def _plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--results {args.results}: no such directory")
     _require("plot", {"matplotlib": "plot", **({"torch": "torch"} if args.recompute else {})})
     from trm_bounds.plot.figures import FIGURES
-    from trm_bounds.plot.redraw import draw_all
+    from trm_bounds.plot.redraw import default_results, draw_all, figure_sources
 
     unknown = [k for k in args.only or () if k not in FIGURES]
     if unknown:
@@ -550,9 +550,16 @@ def _plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CliError(f"--out {args.out}: cannot create ({exc.strerror or exc})") from None
+    results = args.results or default_results(args.out, recompute=args.recompute)
     try:
-        n_bad = draw_all(args.out, formats, results=args.results, keys=args.only, dpi=args.dpi,
-                         recompute=args.recompute, full=args.full, seed=args.seed)  # fmt: skip
+        failed = []
+        if args.recompute:  # the studies run outside the figure code (layering)
+            from trm_bounds.studies import recompute_files
+
+            failed = recompute_files(results, figure_sources(args.only), full=args.full,
+                                     seed=args.seed)  # fmt: skip
+        n_bad = draw_all(args.out, formats, results=results, keys=args.only, dpi=args.dpi,
+                         failed_studies=failed)  # fmt: skip
     except OSError as exc:
         raise CliError(f"{exc.filename or args.out}: {exc.strerror or exc}") from None
     finally:

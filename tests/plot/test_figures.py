@@ -388,7 +388,7 @@ def test_f8_names_criteria_with_thresholds_and_shows_uncertainty():
     import numpy as np
 
     from trm_bounds.plot import evaluate as ev
-    from trm_bounds.studies.bound_scaling import wilson
+    from trm_bounds.proportions import wilson
 
     report = json.loads((FIXTURES / "demo_eval" / "report.json").read_text())
     raw_ids = set(report["criteria"])
@@ -420,3 +420,68 @@ def test_f8_names_criteria_with_thresholds_and_shows_uncertainty():
         assert report["criteria"][crit]["threshold"] in xs
     fig = ev.dbar_estimate(report)
     assert fig.axes[0].get_legend() is None and fig.legends  # legend outside the panel
+
+
+def _embedded_fonts(pdf: bytes) -> list[dict]:
+    """Each TrueType font embedded in ``pdf``: glyph name -> (outline coordinates, advance),
+    and its character map."""
+    import io
+    import re
+    import zlib
+
+    from fontTools.ttLib import TTFont
+
+    fonts = []
+    for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, flags=re.S):
+        try:
+            font = TTFont(io.BytesIO(zlib.decompress(raw)))
+            glyf, hmtx = font["glyf"], font["hmtx"]
+        except Exception:  # not a font stream (content, image, CMap)
+            continue
+        glyphs = {}
+        for name in font.getGlyphOrder():
+            coords, _, _ = glyf[name].getCoordinates(glyf)
+            glyphs[name] = (tuple(map(tuple, coords)), hmtx[name][0])
+        fonts.append({"glyphs": glyphs, "cmap": dict(font.getBestCmap() or {})})
+    return fonts
+
+
+def test_pdf_font_subsets_keep_every_glyph_without_layout_tables(tmp_path):
+    """The PDF's embedded fonts, written without the OpenType layout tables (the redraw's
+    speed-up), have the same character maps as matplotlib's own subsets, every glyph a
+    character maps to, and each glyph with the same outline and advance; only glyphs that
+    substitutions could reach and no character maps to are left out."""
+    import matplotlib
+
+    from trm_bounds.plot import style
+
+    data = _bound_scaling("fixture")
+    style.save(FIGURES["F1"].draw(data), tmp_path, "lean", ["pdf"])
+    fig = FIGURES["F1"].draw(data)
+    with matplotlib.rc_context(style.RC):
+        fig.savefig(tmp_path / "plain.pdf", format="pdf", dpi=style.RC["savefig.dpi"])
+    lean = _embedded_fonts((tmp_path / "lean.pdf").read_bytes())
+    plain = _embedded_fonts((tmp_path / "plain.pdf").read_bytes())
+    assert len(lean) == len(plain) >= 2
+    for font in lean:
+        same = [f for f in plain if f["cmap"] == font["cmap"]]
+        assert same, sorted(font["cmap"])
+        full = same[0]["glyphs"]
+        assert set(font["cmap"].values()) <= set(font["glyphs"])
+        assert all(full[name] == g for name, g in font["glyphs"].items())
+        assert set(full) - set(font["glyphs"]) <= set(full) - set(font["cmap"].values())
+
+
+def test_the_figure_code_imports_no_study():
+    """Layering: figures are drawn from result files, so no module of trm_bounds.plot imports
+    trm_bounds.studies (the recompute path lives in trm_bounds.studies.recompute_files)."""
+    import ast
+
+    import trm_bounds.plot
+
+    folder = Path(trm_bounds.plot.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])  # fmt: skip
+            assert not any(n.startswith("trm_bounds.studies") for n in names), path.name

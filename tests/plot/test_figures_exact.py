@@ -47,7 +47,11 @@ def test_one_colour_per_source_in_both_panels(data):
     assert set(a) == set(colours.values())
     assert set(b) == {colours[r["source"]] for r in data["montecarlo"]}
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels == [source_label(s) for s in sources]
+    assert labels[: len(sources)] == [source_label(s) for s in sources]
+    keys = labels[len(sources) :]  # what filled, open and the whisker mean, in the legend
+    assert keys[0].startswith("filled") and keys[1].startswith("open") and len(keys) == 3
+    markers = {line.get_marker() for line in exact_ax.get_lines()}
+    assert len(markers) == len(sources)  # one marker per source, as one colour
 
 
 def test_every_result_is_drawn(data):

@@ -75,7 +75,8 @@ class BoundSpec:
         return self.needs
 
 
-# Families share a hue; KL and TV variants differ in lightness (matplotlib's tab20 pairs).
+# Families share a hue; KL and TV variants differ in lightness (matplotlib's tab20 pairs),
+# except Adaptive: cyan (KL), pink (TV), purple (hybrid), so the three never read as one.
 # Red stays free for the exact errors the figures draw beside the bounds.
 _SPECS = (
     BoundSpec("classical_tv", "Classical (TV)", r"Classical (TV) $2T(T-1)\varepsilon^2$",
@@ -107,7 +108,7 @@ _SPECS = (
               {"uniform": "3/2", "fixed": "3/2"}, "§4 row 8", color="#17becf", marker="<"),
     BoundSpec("adaptive_tv", "Adaptive (TV)", r"Adaptive (TV)", F.adaptive_tv,
               ("eps", "delta", "dbar"), "TV", "Dbar x TV", "data-dependent",
-              {"uniform": "2", "fixed": "2"}, "§4 row 9", color="#9edae5", marker=">"),
+              {"uniform": "2", "fixed": "2"}, "§4 row 9", color="#e377c2", marker=">"),
     BoundSpec("adaptive_hybrid", "Adaptive (hybrid)", r"Adaptive (hybrid)", F.adaptive_hybrid,
               ("eps", "delta", "dbar"), "hybrid", "Dbar x min(TV, KL)", "data-dependent",
               {"uniform": "3/2", "fixed": "3/2"}, "§4 row 10", unified_member=True,

@@ -4,8 +4,10 @@ Matplotlib is imported only inside this subpackage.  :mod:`.figures` holds the r
 F1-F10 and :func:`render`; the drawing functions live in :mod:`.figures_bounds` (F1, F2, F4,
 F5, F6), :mod:`.figures_scaling` (F3, F9), :mod:`.figures_exact` (F7), :mod:`.evaluate` (F8),
 :mod:`.figures_certify` (F10) and :mod:`.figures_runs` (per-step trends); :mod:`.result_file` reads
-the fields they need, and :mod:`.style` is the one style they share. :mod:`.redraw` is the
-work of ``trm-bounds plot``: rerun the studies, then draw every figure.
+the fields they need, and :mod:`.style` is the one style they share. :mod:`.captions` composes
+the captions (``captions.md``) and :mod:`.redraw` is the work of ``trm-bounds plot``: draw
+every figure from its result file (``--recompute`` reruns the studies first through
+:func:`trm_bounds.studies.recompute_files`; this package imports no study).
 """
 
 from typing import Any

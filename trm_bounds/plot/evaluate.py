@@ -7,7 +7,7 @@ Figures (file stems), each one column wide (:mod:`trm_bounds.plot.style`):
   in use dotted; one panel for the log-ratio criteria (nats) and one for the dimensionless
   scores (SER, LN-TRM), so no axis mixes units;
 - ``acceptance_by_length`` -- acceptance rate per length quantile bucket and criterion, with
-  95% Wilson intervals from the bucket's counts (:func:`trm_bounds.studies.bound_scaling.wilson`);
+  95% Wilson intervals from the bucket's counts (:func:`trm_bounds.proportions.wilson`);
 - ``dbar_estimate`` -- the per-position estimate of ``Dbar_t`` (docs/theory.md §6), with the
   ``eps`` plug-in value (legend below the panel, so it covers no line);
 - ``hist_k2_max`` and ``hist_ser`` -- histograms of the per-sequence max-k2 and SER scores,
@@ -26,6 +26,7 @@ import numpy as np
 
 from trm_bounds.plot import style
 from trm_bounds.plot.style import figure, save, styled
+from trm_bounds.proportions import wilson
 
 __all__ = [
     "CRITERION_TEX",
@@ -127,8 +128,6 @@ def acceptance_vs_threshold(report: Mapping[str, Any]):
 def acceptance_by_length(report: Mapping[str, Any]):
     """Acceptance rate per length quantile bucket, one marker series per criterion, with 95%
     Wilson intervals from the bucket counts (accepted = rate x n, rounded)."""
-    from trm_bounds.studies.bound_scaling import wilson
-
     fig, ax = figure(height=3.2)
     buckets = report.get("length_buckets", [])
     crit = list(report.get("criteria", {}))
@@ -150,12 +149,22 @@ def acceptance_by_length(report: Mapping[str, Any]):
         x, [f"{b['min_length']}-{b['max_length']}\n(n={b['n_sequences']})" for b in buckets]
     )
     ax.tick_params(axis="x", labelsize=5.8)
-    ax.set_ylim(-0.02, 1.05)
+    ax.set_ylim(*_rate_limits([ln for c in ax.containers for ln in c.lines[2]]))
     ax.set_xlabel("response length bucket (tokens; quantiles)")
     ax.set_ylabel("acceptance rate")
     ax.set_title("Acceptance by length (95% Wilson intervals)")
     style.legend_below(fig, ax)
     return fig
+
+
+def _rate_limits(bars) -> tuple[float, float]:
+    """y limits of a rate axis spanning the error bars ``bars`` (LineCollections) with a
+    margin, clipped to [-0.02, 1.02]: no axis spent on rates no bucket shows."""
+    ys = np.concatenate([np.asarray(b.get_segments(), dtype=float)[..., 1].ravel()
+                         for b in bars] or [np.array([0.0, 1.0])])  # fmt: skip
+    lo, hi = float(ys.min()), float(ys.max())
+    pad = max(0.05, 0.1 * (hi - lo))
+    return max(-0.02, lo - pad), min(1.02, hi + pad)
 
 
 @styled
@@ -167,7 +176,7 @@ def dbar_estimate(report: Mapping[str, Any]):
     ax.plot(t, d, linewidth=0.8, label=r"$\widehat{\bar D}_t$ (mean of $|\rho_t-1|/2$)")
     eps = report.get("observed", {}).get("eps_plugin")
     if isinstance(eps, (int, float)):
-        ax.axhline(
+        eps_line = ax.axhline(
             float(eps),
             color="k",
             linestyle="--",
@@ -176,6 +185,15 @@ def dbar_estimate(report: Mapping[str, Any]):
         )
     if d.size and np.any(d > 0):
         ax.set_yscale("log")
+        pos = d[d > 0]  # the axis spans the data; eps far above it is named, not drawn
+        lo, hi = pos.min() / 1.5, pos.max() * 1.5
+        ax.set_ylim(lo, hi)
+        if isinstance(eps, (int, float)) and not lo <= float(eps) <= hi:
+            eps_line.set_label("_outside")  # named in the panel instead
+            ax.annotate(rf"$\epsilon$ plug-in = {float(eps):.3g} (above)" if eps > hi else
+                        rf"$\epsilon$ plug-in = {float(eps):.3g} (below)",
+                        (0.98, 0.96 if eps > hi else 0.04), xycoords="axes fraction",
+                        ha="right", va="top" if eps > hi else "bottom", fontsize=6)  # fmt: skip
     ax.set_xlabel(r"position $t$ (tokens)")
     ax.set_ylabel(r"$\widehat{\bar D}_t$ (mean TV)")
     ax.set_title(r"Per-position $\bar D_t$ estimate")
@@ -217,7 +235,9 @@ def score_histogram(
         outside.append(f"{int(counts[0])} at $\\leq${edges[0]:g}")
     if counts[-1]:
         outside.append(f"{int(counts[-1])} above {edges[-1]:g}")
-    ax.set_title("Per-sequence score" + (f" ({', '.join(outside)} not shown)" if outside else ""))
+    name = CRITERION_TEX.get(criterion, label).split(", ")[0] if criterion else label
+    ax.set_title(f"{name} score per sequence"
+                 + (f" ({', '.join(outside)} not shown)" if outside else ""))  # fmt: skip
     return fig
 
 

@@ -5,9 +5,9 @@ Each ``draw_fN(data)`` takes the parsed JSON of one result file and returns a ma
 the file, fitted slopes included).  The drawers live by subject -- :mod:`.figures_bounds`
 (F1, F2, F4, F5, F6), :mod:`.figures_scaling` (F3, F9), :mod:`.figures_exact` (F7),
 :mod:`.evaluate` (F8), :mod:`.figures_certify` (F10) -- and are re-exported here.
-:data:`FIGURES` maps each figure to its result file, file name and caption (captions live
-here and in ``paper_repro.md``, never inside the image); :func:`render` draws one figure into
-a folder.
+:data:`FIGURES` maps each figure to its result file, file name and caption (captions that
+quote computed numbers are composed from the result file by :mod:`.captions`; never inside
+the image); :func:`render` draws one figure into a folder.
 
 ======  ==========================================  ============================================
 figure  content                                     result file (under ``trm_bounds/data/results``)
@@ -121,17 +121,8 @@ FIGURES: dict[str, FigureSpec] = {
             "exact error against the sharp bounds on four instances, T up to 10^4",
             (
                 "Exact error of four fixed finite-state instances (DP engine) with the sharp bounds "
-                "(docs/theory.md §5) at each instance's exact divergences. Filled dots: Error > 0; open"
-                " dots: Error < 0, drawn as |Error|; grey band: where Error changes sign (on the slowly"
-                " mixing walk, uniform, S = 128, between T = 585 and 877, so no slope is fitted across "
-                "it). Dashed: the worst case over final-state rewards, max_R |Error|: slope 1.00 on T "
-                "in [23, 1316], then saturating once the walk mixes. Sparse walk (S = 64, three "
-                "perturbed contexts at positions 1-3): max_R |Error| falls like T^{-1/2} while the walk"
-                " diffuses (the trace of the early perturbations spreads over about sqrt(T) states), "
-                "then like exp(-T/829) once it mixes, the rate of the walk's spectral gap: the final "
-                "state forgets the perturbations. The fast-mixing random machines (S = 8) forget within"
-                " a few steps. Slopes are printed only where the local log-log slopes stay within 0.05 "
-                "of their median over at least one decade."
+                "(docs/theory.md §5); the full caption, with the numbers of the result file, is "
+                "composed by trm_bounds.plot.captions."
             ),
         ),
         FigureSpec(
@@ -143,9 +134,9 @@ FIGURES: dict[str, FigureSpec] = {
             (
                 "The paper's bound table at T = 4096 (docs/theory.md §7): our bounds with the published"
                 " constant 4 (blue) and the sharp constant 2 (orange, docs/theory.md §5), the paper's "
-                "printed number as a black tick. Adaptive and Unified are evaluated at the worst case "
-                "Dbar_t = eps, below the paper's printed upper bounds (<=). Classical is the TV form "
-                "2T(T-1)eps^2."
+                "printed number as a black tick and in the column on the right. Adaptive and "
+                "Unified are evaluated at the worst case Dbar_t = eps, below the paper's printed "
+                "upper bounds (<=). Classical is the TV form 2T(T-1)eps^2."
             ),
         ),
         FigureSpec(
@@ -180,17 +171,13 @@ FIGURES: dict[str, FigureSpec] = {
             "f7_transformer_mismatch",
             "transformer_mismatch.json",
             draw_f7,
-            "small transformers: exact error at T = 4-8 and Monte Carlo at T = 1024, per "
+            "small transformers: exact error (every sequence enumerated) and Monte Carlo, per "
             "mismatch source",
             (
-                "Small transformers (2 layers, d = 32, V = 4), one policy pair per mismatch source; "
-                "colour is the source in both panels. (a) Every sequence enumerated (KV-cached walk of "
-                "the prefix tree, float64): the worst-case exact error max_R |Error| (filled, solid) "
-                "and the sharp unified bound B* (open, dashed) against T; every pair satisfies every "
-                "bound, B* / max_R |Error| between 2.4 and 5.6 at T = 4. (b) Monte Carlo at T = 1024 (N"
-                " = 16 rollouts) on models trained at that length: the 4-sigma upper end of |Error| "
-                "(bar; the dot is the point estimate) and the plug-in sharp B* (diamond), an estimate "
-                "at the observed eps and delta, not a certified bound (docs/theory.md §6)."
+                "Small transformers (2 layers, d = 32), one policy pair per mismatch source, "
+                "exact error against the sharp bound and Monte Carlo at a long horizon; the full "
+                "caption, with the numbers of the result file, is composed by "
+                "trm_bounds.plot.captions."
             ),
         ),
         FigureSpec(

@@ -49,12 +49,9 @@ def _scaling_panel(fig, ax, sec: dict, title: str) -> None:
     """Log-log bound curves of one regime: one curve per coincident group, reference slopes."""
     T = as_array(sec["T"])
     groups = scaling_groups(sec)
-    lows = []
-    for group in groups:
-        y = as_array(sec["published"][group[0]])
-        ok = y > 0
-        style.plot_group(ax, T[ok], y[ok], group)
-        lows.append(np.nanmin(y[ok]))
+    curves = {g[0]: as_array(sec["published"][g[0]]) for g in groups}
+    style.plot_groups(ax, T, curves, groups)
+    lows = [np.nanmin(y[y > 0]) for y in curves.values()]
     ax.set_xscale("log")
     ax.set_yscale("log")
     lo, hi = float(T.min()), float(T.max())
@@ -114,30 +111,37 @@ def draw_f4(data: dict) -> Any:
         "kl_only": r"KL-only: $\delta=10^{-4}$, $D_{KL}^{seq}=0.01$",
         "kl_tv": r"KL+TV: also $\varepsilon=5\times10^{-3}$, $D_{TV}^{seq}=0.05$",
     }
-    fig, axes = figure(nrows=len(cols), height=3.3 * len(cols), sharex=True)
+    fig, axes = figure(nrows=len(cols), height=2.3 * len(cols) + 0.3, sharex=True)
     y = np.arange(len(rows))[::-1].astype(float)
-    h = 0.38
+    h = 0.4
+    upper = set(tab.get("upper_only", []))
+    top = 0.0
     for ax, (col, c) in zip(np.atleast_1d(axes), cols.items(), strict=True):
         pub = np.array([c["published"][b] for b, _ in rows])
         shp = np.array([c["sharp"][b] for b, _ in rows])
         paper = np.array([c["paper"].get(b, np.nan) for b, _ in rows])
+        top = max(top, float(np.max(pub)))
         ax.barh(y + h / 2, pub, h, color="tab:blue", label="ours, published constant 4")
         ax.barh(y - h / 2, shp, h, color="tab:orange", label="ours, sharp constant 2")
-        ax.plot(paper, y + h / 2, "k|", markersize=8, mew=1.5, label="paper's number")
-        upper = set(tab.get("upper_only", []))
-        marks = [r"$\leq$" if b in upper else "" for b, _ in rows]
-        for yi, p, s, pp, mk in zip(y, pub, shp, paper, marks, strict=True):
-            ax.text(p * 1.1, yi + h / 2, f"{p:.4g}", va="center", fontsize=5.5)
-            ax.text(s * 1.1, yi - h / 2, f"{s:.4g}", va="center", fontsize=5.5, color="0.3")
+        ax.plot(paper, y + h / 2, "k|", markersize=6, mew=1.2, label="paper's number")
+        for yi, p, sv in zip(y, pub, shp, strict=True):
+            ax.text(p * 1.12, yi + h / 2, f"{p:.4g}", va="center", fontsize=5.5)
+            ax.text(sv * 1.12, yi - h / 2, f"{sv:.4g}", va="center", fontsize=5.5, color="0.3")
+        # the paper's printed numbers: a column of their own right of the panel
+        ax.text(1.02, 1.0, "paper", transform=ax.transAxes, fontsize=5.5, va="bottom",
+                ha="left", weight="bold")  # fmt: skip
+        for (b, _), yi, pp in zip(rows, y, paper, strict=True):
             if np.isfinite(pp):
-                ax.text(pp / 1.15, yi + h / 2, f"{mk}{pp:g}", ha="right", va="center",
-                        fontsize=5.5, color="0.15")  # fmt: skip
+                mk = r"$\leq$" if b in upper else ""
+                ax.text(1.02, yi, f"{mk}{pp:g}", transform=ax.get_yaxis_transform(),
+                        fontsize=5.5, va="center", ha="left")  # fmt: skip
         ax.set_xscale("log")
-        ax.set_xlim(0.4, 4e4)
-        ax.set_title(titles.get(col, col))
+        ax.set_title(titles.get(col, col), fontsize=7)
         ax.grid(axis="y", visible=False)
         ax.set_yticks(y, [label for _, label in rows], fontsize=6)
+        ax.set_ylim(y.min() - 0.6, y.max() + 0.6)
     axes = np.atleast_1d(axes)
+    axes[0].set_xlim(0.4, top * 6)  # room for the labels right of the longest bar
     axes[-1].set_xlabel(r"bound on $|\mathrm{Error}|$ at $T=4096$ (log scale)")
     style.legend_below(fig, axes[0], ncols=2)
     return fig

@@ -15,34 +15,52 @@ from typing import Any
 import numpy as np
 
 from .result_file import as_array, get_field
+from .rounding import stable_number
 from .style import BOUND_COLORS, ERROR_STYLE, figure, styled
 
 __all__ = ["draw_f10", "caption_f10"]
 
 _TITLES = {"transformer": "transformer pair", "finite_state": "finite-state, uniform divergence"}
+#: Width and height of F10, inches: two columns of a two-column paper, fonts as in one column.
+F10_WIDTH, F10_HEIGHT = 7.0, 6.0
+
+
+def _title(name: str, p: dict, letter: str) -> str:
+    """``'(a) transformer pair, staleness, $T=4$'``: the family, the source in words (never a
+    raw id), the fixed size."""
+    from .figures_exact import source_label
+
+    fixed = f"$T={p['T'][0]}$" if p["axis"] == "N" else f"$N={p['N'][0]}$"
+    title = _TITLES.get(p["family"], p["family"])
+    if p["family"] == "transformer":
+        src = name.removeprefix("transformer-").rsplit("-V", 1)[0]
+        title += ", " + source_label(src).split(" (")[0]
+    return f"({letter}) {title}, {fixed}"
 
 
 def caption_f10(data: dict) -> str:
-    """The caption text of F10 for a page (not drawn on the figure), from the result file."""
+    """The caption text of F10 for a page (not drawn on the figure), from the result file
+    (coverages in percent, one decimal, rounded with a margin: :func:`.rounding.stable_number`)."""
     lvl, method, reps = data.get("level"), data.get("method"), data.get("reps")
     panels = get_field(data, "panels", source="certify_figure.json").values()
     cov = min(min(as_array(p["series"]["bound_coverage"])) for p in panels)
     ucb = min(min(as_array(p["series"]["ucb_coverage"])) for p in panels)
     ci = [c for p in panels for c in as_array(p["series"]["ci_coverage"])]
+    pct = [stable_number(100 * v, 1) for v in (ucb, cov, min(ci), max(ci))]
     return (
-        f"Certified bounds on |Error| at level {lvl} ({method} confidence bound on "
-        f"sum_t Dbar_t = E[X]; median over {reps} repetitions, band 10-90% for constant 1) "
-        f"need no assumption on delta or eps. At every point the upper confidence bound "
-        f"covered the exact sum_t Dbar_t in at least {ucb:.1%} of repetitions and the "
-        f"constant-1 bound covered the exact |Error| in at least {cov:.1%}; they are loose "
+        f"Certified bounds on |Error| at level {stable_number(lvl, 2)} ({method} confidence "
+        f"bound on sum_t Dbar_t = E[X]; median over {reps} repetitions, band 10-90% for "
+        f"constant 1) need no assumption on delta or eps. At every point the upper confidence "
+        f"bound covered the exact sum_t Dbar_t in at least {pct[0]}% of repetitions and the "
+        f"constant-1 bound covered the exact |Error| in at least {pct[1]}%; they are loose "
         f"because X lies in [0, T]. The estimated error's CLT interval contained the exact "
-        f"error in {min(ci):.1%} to {max(ci):.1%} of repetitions: an estimate, not a "
-        "certificate. B* at the exact maxima (dotted) is the paper's conditional bound, which "
-        "no log can evaluate."
+        f"error in {pct[2]}% to {pct[3]}% of repetitions: an estimate, not a certificate. B* "
+        "at the exact maxima (dotted) is the paper's conditional bound, which no log can "
+        "evaluate."
     )
 
 
-def _panel(ax: Any, name: str, p: dict) -> None:
+def _panel(ax: Any, name: str, p: dict, letter: str) -> None:
     src = f"panels.{name}"
     x = as_array(get_field(p, "x", source=src))
     ex, se = get_field(p, "exact", source=src), get_field(p, "series", source=src)
@@ -66,18 +84,21 @@ def _panel(ax: Any, name: str, p: dict) -> None:
             marker=mx["marker"], label=r"exact $\max_R |\mathrm{Error}|$")  # fmt: skip
     est = np.abs(as_array(se["estimate_median"]))
     lo, hi = as_array(se["estimate_lo_median"]), as_array(se["estimate_hi_median"])
-    top = np.maximum(np.abs(lo), np.abs(hi))
-    ax.errorbar(x, est, yerr=[np.zeros_like(est), np.maximum(top - est, 0)], color="tab:orange",
-                marker="^", linestyle="none", capsize=3,
-                label=r"estimated $|\mathrm{Error}|$, interval top")  # fmt: skip
+    top = np.maximum(np.abs(lo), np.abs(hi))  # the interval of Error, as an interval of |Error|
+    low = np.where((lo <= 0) & (hi >= 0), 0.0, np.minimum(np.abs(lo), np.abs(hi)))
+    ax.plot(x, est, color="tab:orange", marker="^", linestyle="none",
+            label=r"estimated $|\mathrm{Error}|$ (median)")  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("$N$ (sequences)" if p["axis"] == "N" else "$T$ (horizon)")
-    fixed = f"$T={p['T'][0]}$" if p["axis"] == "N" else f"$N={p['N'][0]}$"
-    title = _TITLES.get(p["family"], p["family"])
-    if p["family"] == "transformer":
-        title += " " + name.removeprefix("transformer-").split("-V")[0]
-    ax.set_title(f"{title}, {fixed}")
+    shown = np.concatenate([ln.get_ydata() for ln in ax.get_lines()] + [top])
+    shown = shown[np.isfinite(shown) & (shown > 0)]
+    ax.set_ylim(shown.min() / 3, shown.max() * 3)
+    floor = ax.get_ylim()[0]  # an interval that contains 0 runs to the axis bottom
+    ax.fill_between(x, np.maximum(low, floor), top, color="tab:orange", alpha=0.25, linewidth=0,
+                    label=r"its CLT interval, as $|\cdot|$ (to the bottom: contains 0)")
+    ax.set_xlabel("$N$ (sequences)" if p["axis"] == "N" else "$T$ (horizon, tokens)")
+    ax.set_ylabel(r"bound or $|\mathrm{Error}|$")
+    ax.set_title(_title(name, p, letter), fontsize=7.5)
 
 
 @styled
@@ -92,14 +113,13 @@ def draw_f10(data: dict) -> Any:
     names = list(panels)
     ncols = min(2, len(names))
     nrows = -(-len(names) // ncols)
-    fig, axes = figure(ncols=ncols, nrows=nrows, width=5.6 * ncols, height=4.2 * nrows + 0.8,
-                       squeeze=False)  # fmt: skip
+    fig, axes = figure(ncols=ncols, nrows=nrows, width=F10_WIDTH,
+                       height=F10_HEIGHT * nrows / 2, squeeze=False)  # fmt: skip
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
-    for ax, name in zip(axes.flat, names, strict=False):
-        _panel(ax, name, panels[name])
-    axes.flat[0].set_ylabel(r"bound or $|\mathrm{Error}|$")
+    for i, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
+        _panel(ax, name, panels[name], "abcdefgh"[i])
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=7.5)
-    fig.suptitle("Certified bounds from logs against the exact error")
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False,
+               columnspacing=1.0, handletextpad=0.5)  # fmt: skip
     return fig

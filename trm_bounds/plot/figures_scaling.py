@@ -25,7 +25,7 @@ from .style import (
     coincident_groups,
     figure,
     legend_below,
-    plot_group,
+    plot_groups,
     reference_slopes,
     styled,
 )
@@ -35,12 +35,12 @@ __all__ = ["draw_f3", "draw_f9", "F3_BOUNDS", "F9_BOUNDS", "F3_TITLES", "F9_FAMI
 #: Sharp bounds drawn in F3 and F9 (coincident ones merge into one legend entry).
 F3_BOUNDS = ("coupling", "pm_kl", "mix_kl", "adaptive_hybrid", "linear", "unified")
 F9_BOUNDS = ("pm_kl", "mix_kl", "coupling", "linear", "unified")
-#: Short panel titles of F3's regimes.
+#: Panel titles of F3's regimes (``{n}``: the regime's number of perturbed contexts).
 F3_TITLES = {
-    "uniform": "uniform, slowly mixing walk",
-    "sparse": "sparse (first positions), walk",
-    "uniform_mixing": "uniform, fast-mixing machine",
-    "sparse_mixing": "sparse (last positions), machine",
+    "uniform": "(a) slow walk, every token perturbed",
+    "sparse": "(b) slow walk, first {n} tokens perturbed",
+    "uniform_mixing": "(c) fast machine, every token perturbed",
+    "sparse_mixing": "(d) fast machine, last {n} tokens perturbed",
 }
 #: F9 curves of the families: (regime, family) -> (label, colour, marker).
 F9_FAMILIES = {
@@ -57,13 +57,14 @@ _CHI2_STYLE = {"color": "tab:green", "linestyle": (0, (5, 1, 1, 1)), "label": r"
 
 
 def _bounds(ax: Any, T: np.ndarray, bounds: dict, names: tuple[str, ...],
-            unified_kw: dict | None = None) -> None:  # fmt: skip
+            bands: set[str] | frozenset[str] | None = frozenset(),
+            unified_kw: dict | None = None) -> set[str]:  # fmt: skip
+    """The sharp bounds ``names`` of one panel, coincident ones merged; ``bands``: the groups
+    drawn as bands (default none; ``None``: each that runs close to one drawn before it,
+    :func:`~.style.runs_close`); ``unified_kw`` restyles B*.  Returns those drawn as bands."""
     curves = {n: as_array(bounds[n]) for n in names if n in bounds}
-    for group in coincident_groups(curves):
-        y = curves[group[0]]
-        ok = y > 0
-        kw = unified_kw if (unified_kw and group[0] == "unified") else {}
-        plot_group(ax, T[ok], y[ok], group, **kw)
+    return plot_groups(ax, T, curves, coincident_groups(curves), bands=bands,
+                       unified_kw=unified_kw)
 
 
 def _log_axes(ax: Any) -> None:
@@ -99,11 +100,13 @@ def draw_f3(data: dict) -> Any:
                        height=1.15 * PANEL_HEIGHT * nrows + 0.6, squeeze=False)  # fmt: skip
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
+    bands = None  # decided on panel (a), whose legend is the figure's
     for ax, name in zip(axes.flat, names, strict=False):
         sec = regimes[name]
         src = f"regimes.{name}"
         T = as_array(get_field(sec, "T", source=src))
-        _bounds(ax, T, get_field(sec, "bounds_sharp", source=src), F3_BOUNDS)
+        # the legend is panel (a)'s: its bands are drawn as bands in every panel
+        bands = _bounds(ax, T, get_field(sec, "bounds_sharp", source=src), F3_BOUNDS, bands)
         err = as_array(get_field(sec, "error", source=src))
         st = ERROR_STYLE["error"]
         pos, neg = err > 0, err < 0
@@ -136,8 +139,9 @@ def draw_f3(data: dict) -> Any:
                     va="top", ha="left",
                     bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1})
         _log_axes(ax)
-        ax.set_title(F3_TITLES.get(name, name))
-        ax.set_xlabel("horizon $T$")
+        n = (sec.get("params") or {}).get("n_contexts", "")
+        ax.set_title(F3_TITLES.get(name, name).format(n=n))
+        ax.set_xlabel(r"horizon $T$ (tokens)")
         ax.set_ylabel("error, sharp bounds")
     legend_below(fig, axes.flat[0], ncols=3)
     return fig
@@ -185,7 +189,7 @@ def draw_f9(data: dict) -> Any:
             raise ResultFileError(f"worst_case.json: missing field 'regimes.{reg}.families.{ref_family}'")
         ref = fams[ref_family]
         T = as_array(ref["T"])
-        _bounds(ax, T, ref["bounds_sharp"], F9_BOUNDS, unified_kw)
+        _bounds(ax, T, ref["bounds_sharp"], F9_BOUNDS, unified_kw=unified_kw)
         chi = as_array(ref["chi2_bound"])
         ax.plot(T, chi, linewidth=1.2, zorder=3, **_CHI2_STYLE)
         for fam, sec in fams.items():

@@ -1,10 +1,11 @@
-"""Redraw every figure from the result files, rerunning the studies first if asked: the work
-of ``trm-bounds plot`` (:mod:`trm_bounds.cli` parses its flags and calls these).
+"""Redraw every figure from the result files: the work of ``trm-bounds plot``
+(:mod:`trm_bounds.cli` parses its flags and calls these).
 
-:func:`default_results` picks the folder of the result files, :func:`recompute_for` reruns
-the studies the chosen figures read (:data:`trm_bounds.studies.STUDIES`, in registry order)
-and :func:`draw_all` draws the figures (:func:`~trm_bounds.plot.figures.render`), one line
-per figure.
+:func:`default_results` picks the folder of the result files, :func:`figure_sources` names
+the result files the chosen figures read (``--recompute`` reruns their studies with
+:func:`trm_bounds.studies.recompute_files`: this module never runs a study) and
+:func:`draw_all` draws the figures (:func:`~trm_bounds.plot.figures.render`), one line per
+figure, and writes their captions beside them (:func:`~trm_bounds.plot.captions.write_captions`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .figures import FIGURES, ResultFileError, render
 
-__all__ = ["default_results", "recompute_for", "draw_all"]
+__all__ = ["default_results", "figure_sources", "draw_all"]
 
 
 def default_results(out: Path, *, recompute: bool = False) -> Path:
@@ -26,43 +27,34 @@ def default_results(out: Path, *, recompute: bool = False) -> Path:
     return results_dir() if checkout_root() is not None or not recompute else out / "results"
 
 
-def recompute_for(
-    results: Path, keys: Sequence[str] | None = None, *, full: bool = False,
-    seed: int | None = None,
-) -> list[str]:  # fmt: skip
-    """Rerun the studies whose result files the figures ``keys`` (default: all) read, into
-    ``results``; ``full``: the larger size, on the GPU when torch sees one. Returns the
-    labels of the studies that failed (:func:`trm_bounds.studies.recompute`)."""
-    from trm_bounds.studies import STUDIES, recompute
-
-    needed = {FIGURES[k].source for k in (keys or FIGURES)}  # run in registry order
-    names = [name for name, s in STUDIES.items() if s.result in needed]
-    device = "cuda" if full and _cuda_available() else None
-    return recompute(results, names=names, size="full" if full else "default", seed=seed,
-                     device=device)  # fmt: skip
+def figure_sources(keys: Sequence[str] | None = None) -> list[str]:
+    """The result files (relative to the results folder) the figures ``keys`` (default: all)
+    are drawn from, in registry order: what ``--recompute`` reruns."""
+    return list(dict.fromkeys(FIGURES[k].source for k in (keys or FIGURES)))
 
 
 def draw_all(
-    out: Path, formats: Sequence[str], *, results: Path | None = None, keys: Sequence[str] | None = None,
-    dpi: float | None = None, recompute: bool = False, full: bool = False, seed: int | None = None,
+    out: Path, formats: Sequence[str], *, results: Path, keys: Sequence[str] | None = None,
+    dpi: float | None = None, failed_studies: Sequence[str] = (),
 ) -> int:  # fmt: skip
-    """Draw the figures ``keys`` (default: all) from ``results`` (default:
-    :func:`default_results`) into ``out``, after rerunning their studies if ``recompute``
-    (:func:`recompute_for`); return how many studies failed plus how many figures were not
-    drawn. Prints one line per figure
-    drawn (stdout), per failed study, figure skipped for want of its result file or failed
-    figure (stderr), and a summary; an ``OSError`` writing is raised."""
-    if results is None:  # the checkout's results, else a folder beside the figures
-        results = default_results(out, recompute=recompute)
-    failed = recompute_for(results, keys, full=full, seed=seed) if recompute else []
-    if failed:
-        print(f"trm-bounds plot: studies failed: {', '.join(failed)}", file=sys.stderr)
+    """Draw the figures ``keys`` (default: all) from ``results`` into ``out`` and write the
+    captions of those drawn to ``out/captions.md``; return how many studies failed
+    (``failed_studies``: the labels of those ``--recompute`` could not rerun) plus how many
+    figures were not drawn.  Prints one line per figure drawn (stdout), per failed study,
+    figure skipped for want of its result file or failed figure (stderr), and a summary; an
+    ``OSError`` writing is raised."""
+    from .captions import figure_captions, write_captions
+
+    if failed_studies:
+        print(f"trm-bounds plot: studies failed: {', '.join(failed_studies)}", file=sys.stderr)
     keys = keys or list(FIGURES)
-    n_bad = len(failed)  # a failed study fails the command, even if an older file is drawn
+    n_bad = len(failed_studies)  # a failed study fails the command, even if an older file is drawn
+    captions: dict[str, str] = {}
     for key in keys:
         spec = FIGURES[key]
         try:
             paths = render(spec, results, out, formats, dpi=dpi)
+            captions.update(figure_captions(results, [key]))
         except FileNotFoundError as exc:
             print(f"skip {key} ({spec.what}): {exc}; rerun with --recompute", file=sys.stderr)
             n_bad += 1
@@ -72,17 +64,11 @@ def draw_all(
             n_bad += 1
             continue
         print(f"{key} {spec.what}: {', '.join(_rel(p) for p in paths)}")
-    print(f"{len(keys) - n_bad + len(failed)} of {len(keys)} figures written to {_rel(out)}")
+    if captions:
+        print(f"captions: {_rel(write_captions(out, captions))}")
+    drawn = len(keys) - n_bad + len(failed_studies)
+    print(f"{drawn} of {len(keys)} figures written to {_rel(out)}")
     return n_bad
-
-
-def _cuda_available() -> bool:
-    """Whether torch sees a GPU (imports torch only when ``full`` asks)."""
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
 
 
 def _rel(p: Path) -> str:

@@ -3,8 +3,8 @@
 Every figure function uses :func:`figure` to make its canvas and :func:`save` to write it,
 so fonts, sizes, colours and markers are the same everywhere.  The canvas is a single paper
 column (:data:`COLUMN_WIDTH` = 3.5 in) and the fonts are sized for print at that width;
-titles are short mathtext, and captions live in ``paper_repro.md`` and the figure registry
-(:data:`trm_bounds.plot.figures.FIGURES`), never inside the image.  Line style separates the
+titles are short mathtext, and captions live in the figure registry and
+:mod:`trm_bounds.plot.captions` (``captions.md`` beside the figures), never inside the image.  Line style separates the
 routes (:data:`ROUTE_LINESTYLES`: KL solid, TV dashed, hybrid dash-dot), so no two series
 differ only by a light and a dark shade of one hue; :func:`coincident_groups` merges curves
 that coincide into one legend entry, and :func:`series_pixels` counts, at print size, the
@@ -17,12 +17,15 @@ and no window opens, and importing this module changes no matplotlib setting.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.image
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from trm_bounds.bounds import BOUNDS
@@ -49,6 +52,8 @@ __all__ = [
     "bound_linestyle",
     "coincident_groups",
     "plot_group",
+    "plot_groups",
+    "runs_close",
     "reference_slopes",
     "series_pixels",
     "legend_below",
@@ -142,17 +147,75 @@ def save(
 ) -> list[Path]:
     """Write ``fig`` as ``out_dir/name.<fmt>`` for every format, return the paths.
 
-    ``dpi`` overrides the raster resolution (default ``RC["savefig.dpi"]``).
+    ``dpi`` overrides the raster resolution (default ``RC["savefig.dpi"]``).  The figure is
+    laid out once (:func:`_lay_out`) and every format is drawn from that layout: the PNG is the
+    buffer of the layout's own raster draw, so PNG and PDF together cost two draws (``savefig``
+    per format costs two draws and two constrained-layout passes each).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    formats = list(formats)
+    dpi = float(dpi or RC["savefig.dpi"])
     paths = []
     with matplotlib.rc_context(RC):
+        canvas = _lay_out(fig, dpi, raster="png" in formats)
         for fmt in formats:
             path = out_dir / f"{name}.{fmt}"
-            fig.savefig(path, format=fmt, metadata=_metadata(fmt), dpi=dpi or RC["savefig.dpi"])
+            if fmt == "png" and canvas is not None:
+                matplotlib.image.imsave(path, canvas.buffer_rgba(), format="png",
+                                        origin="upper", dpi=dpi, metadata=_metadata(fmt))
+            else:
+                with _lean_font_subsets():
+                    fig.savefig(path, format=fmt, metadata=_metadata(fmt), dpi=dpi)
             paths.append(path)
     return paths
+
+
+def _lay_out(fig: Figure, dpi: float, *, raster: bool) -> FigureCanvasAgg | None:
+    """Run the figure's layout engine once at ``dpi``, then fix the positions (the engine is
+    removed, so later draws do not lay the figure out again).  ``raster``: by drawing it on an
+    Agg canvas, returned with the pixels of that draw (what ``savefig(format="png")`` writes);
+    else without rendering (``None``)."""
+    fig.set_dpi(dpi)
+    canvas = None
+    if raster:
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+    elif fig.get_layout_engine() is not None:
+        fig.draw_without_rendering()
+    fig.set_layout_engine(None)
+    return canvas
+
+
+#: OpenType tables a PDF or PS viewer never reads (glyph substitution and positioning, the
+#: legacy kerning table): matplotlib places every glyph itself, so the embedded font subsets
+#: leave them out (a font keeps its outlines, metrics, character map and names).
+_LAYOUT_TABLES = ("GSUB", "GPOS", "GDEF", "kern")
+
+
+@contextlib.contextmanager
+def _lean_font_subsets() -> Iterator[None]:
+    """While writing a vector file, embed font subsets without :data:`_LAYOUT_TABLES`.
+
+    Subsetting DejaVu Sans with its layout tables (fontTools decompiles them to close the
+    glyph set over substitutions) took about a fifth of the redraw's CPU time; the glyphs a
+    figure uses are already known, so the subset draws the same.  fontTools' default list of
+    dropped tables is extended for the duration only; if fontTools lacks it, nothing changes.
+    """
+    try:
+        from fontTools import subset
+    except ImportError:  # matplotlib without fontTools: nothing to make lean
+        yield
+        return
+    default = getattr(subset.Options, "_drop_tables_default", None)
+    if not isinstance(default, list):
+        yield
+        return
+    subset.Options._drop_tables_default = [*default, *_LAYOUT_TABLES]
+    try:
+        yield
+    finally:
+        subset.Options._drop_tables_default = default
 
 
 def _metadata(fmt: str) -> dict[str, object] | None:
@@ -266,12 +329,14 @@ def coincident_groups(
     return [tuple(sorted(g, key=key)) for g in groups]
 
 
-def plot_group(ax: Axes, x, y, group: Sequence[str], **kw) -> None:
+def plot_group(ax: Axes, x, y, group: Sequence[str], *, band: bool = False, **kw) -> None:
     """Draw one coincident group once, in its first member's colour and route line style,
     labelled ``'A = B = C'`` with the members' mathtext labels (:data:`BOUND_TEX`).
 
     ``unified`` (B*) is drawn as a wide dashed black band under the other curves, so the
-    member it equals stays visible on top of it.
+    member it equals stays visible on top of it.  ``band``: the group runs close to a curve
+    drawn before it (:func:`runs_close`), so it is drawn as a wide solid band in its colour
+    under the other curves, which stay visible on top of it.
     """
     name = group[0]
     label = _wrap_equal([_short_tex(n) for n in group])
@@ -283,8 +348,68 @@ def plot_group(ax: Axes, x, y, group: Sequence[str], **kw) -> None:
     }
     if name == "unified":
         style.update(linewidth=3.2, zorder=2, dashes=(2.0, 1.2))
+    elif band:
+        style.update(linewidth=BAND_WIDTH, zorder=2, linestyle="-", solid_capstyle="butt")
     style.update(kw)
     ax.plot(x, y, **style)
+
+
+#: Two curves "run close" where they differ by less than this factor at a grid point ...
+CLOSE_FACTOR: float = 1.05
+#: ... on at least this fraction of the grid (then the later one is drawn as a band).
+CLOSE_FRACTION: float = 0.5
+#: Line width of a band drawn under a curve it runs close to (points).
+BAND_WIDTH: float = 3.6
+
+
+def runs_close(y, others: Iterable[Sequence[float]]) -> bool:
+    """Whether ``y`` lies within :data:`CLOSE_FACTOR` of one of ``others`` on at least
+    :data:`CLOSE_FRACTION` of the grid (positive points only): at print size one line would
+    hide the other, so the later one is drawn as a band beneath (:func:`plot_group`).
+
+    >>> runs_close([1, 2, 4, 8], [[1.01, 2.02, 9, 20]]), runs_close([1, 2], [[3, 6]])
+    (True, False)
+    """
+    import numpy as np
+
+    y = np.asarray(y, dtype=np.float64)
+    for o in others:
+        o = np.asarray(o, dtype=np.float64)
+        ok = (y > 0) & (o > 0)
+        if o.shape == y.shape and ok.any():
+            close = ok & (np.abs(np.log(np.where(ok, y, 1) / np.where(ok, o, 1)))
+                          < np.log(CLOSE_FACTOR))  # fmt: skip
+            if close.sum() >= CLOSE_FRACTION * ok.sum():
+                return True
+    return False
+
+
+def plot_groups(ax: Axes, x, curves: dict[str, Sequence[float]],
+                groups: Sequence[Sequence[str]], *, bands: Iterable[str] | None = None,
+                unified_kw: dict | None = None) -> set[str]:  # fmt: skip
+    """Draw coincident ``groups`` of ``curves`` (positive points) in order; a group that
+    runs close to one drawn before it (:func:`runs_close`; ``unified`` excepted) is drawn as a
+    band, or, if given, exactly the groups whose first member is in ``bands`` (so panels that
+    share a legend draw a bound alike).  Returns the first members of the groups drawn as
+    bands; ``unified_kw`` restyles the B* group (F9 draws it lighter)."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float64)
+    drawn: list = []
+    out = set()
+    for group in groups:
+        y = np.asarray(curves[group[0]], dtype=np.float64)
+        ok = y > 0
+        if bands is None:
+            band = group[0] != "unified" and runs_close(y, drawn)
+        else:
+            band = group[0] in set(bands)
+        kw = unified_kw if unified_kw and group[0] == "unified" else {}
+        plot_group(ax, x[ok], y[ok], group, band=band, **kw)
+        drawn.append(y)
+        if band:
+            out.add(group[0])
+    return out
 
 
 def _wrap_equal(parts: Sequence[str], width: int = 44) -> str:

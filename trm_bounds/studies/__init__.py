@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["Study", "STUDIES", "FIGURE_STUDIES", "recompute"]
+__all__ = ["Study", "STUDIES", "FIGURE_STUDIES", "recompute", "recompute_files"]
 
 
 @dataclass(frozen=True)
@@ -123,3 +123,27 @@ def recompute(
             continue
         log(f"done {study.label} in {time.perf_counter() - t0:.1f} s -> {path}")
     return failed
+
+
+def recompute_files(
+    results_dir: str | Path, files: Sequence[str] | None = None, *, full: bool = False,
+    seed: int | None = None,
+) -> list[str]:  # fmt: skip
+    """Rerun, in registry order, the studies that write the result files ``files`` (relative
+    to ``results_dir``; default: every figure's), into ``results_dir``: what ``trm-bounds plot
+    --recompute`` runs before it draws.  ``full``: the larger size, on the GPU when torch sees
+    one.  Returns the labels of the studies that failed (:func:`recompute`)."""
+    wanted = set(files) if files is not None else {STUDIES[n].result for n in FIGURE_STUDIES}
+    names = [name for name, s in STUDIES.items() if s.result in wanted]
+    device = "cuda" if full and _cuda_available() else None
+    return recompute(results_dir, names=names, size="full" if full else "default", seed=seed,
+                     device=device)  # fmt: skip
+
+
+def _cuda_available() -> bool:
+    """Whether torch sees a GPU (imports torch only when ``full`` asks)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())

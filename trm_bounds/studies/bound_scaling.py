@@ -67,6 +67,7 @@ from trm_bounds.paper import (
     paper_table_rows,
 )
 from trm_bounds.paper import length_bias as length_bias_prob
+from trm_bounds.proportions import wilson
 from trm_bounds.results import write_results
 from trm_bounds.studies._cli import default_out, progress, study_main
 from trm_bounds.studies._fit import fit_slope, log_grid
@@ -288,15 +289,6 @@ SIM_CRITERIA = {
     "ser": r"SER ($\overline{|\rho-1|}\leq0.05$)",
     "ln_trm": r"LN-TRM ($W/Z\leq0.05$, $\delta=0.05$)",
 }
-
-
-def wilson(k: np.ndarray, n: int, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson score interval of a binomial proportion ``k / n``."""
-    ph = k / n
-    c = z * z / n
-    centre = (ph + c / 2) / (1 + c)
-    half = z * np.sqrt(ph * (1 - ph) / n + c / (4 * n)) / (1 + c)
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def simulate_acceptance(
