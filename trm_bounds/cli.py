@@ -505,8 +505,9 @@ def _evaluate_parser(sub) -> None:
                    help="verl's thresholds: one shared or one per option, comma-joined; "
                         "k1 options take LOWER_UPPER ratio bounds")
     p.add_argument("--clamp-log-ratio", type=float, default=None, metavar="C",
-                   help="clip log(pi_theta/pi_roll) to [-C, C] first (20: verl's decisions "
-                        "exactly; default: a trainer logprob of -inf is infinite divergence)")
+                   help="clip log(pi_theta/pi_roll) to [-C, C] first (default: 20, verl's, with "
+                        "--rollout-rs, so its decisions are verl's; none otherwise, a trainer "
+                        "logprob of -inf being infinite divergence; inf: never clip)")
     p.add_argument("--by-step", action="store_true",
                    help="DUMP is a run (step files): one report per step in --out/step_N, "
                         "run.json and trend figures")

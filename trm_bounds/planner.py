@@ -398,9 +398,11 @@ def format_sample_size(r: dict[str, Any]) -> str:
             f"level {r['level']:g} ({r['method']}, constant {r['constant']:g}, rewards in "
             f"[{r['reward_range'][0]:g}, {r['reward_range'][1]:g}]) needs N >= {r['n_units']} "
             f"sequences (or prompt groups) in the best case, every X_i = 0 observed (more with "
-            f"any divergence); no valid bound can do it with fewer than {r['lower_limit']} "
-            f"(about T_max log(1/alpha) / u = {r['lower_limit_approx']:.4g}, u = "
-            f"{r['ucb_needed']:.4g}).")
+            f"any divergence). With fewer than {r['lower_limit']} units, any confidence bound "
+            f"on sum_t Dbar_t valid for every law on [0, T_max] stays above u = "
+            f"{r['ucb_needed']:.4g} (the target / the constant {r['constant']:g}) even on a log "
+            f"where every X_i = 0 (about T_max log(1/alpha) / u = "
+            f"{r['lower_limit_approx']:.4g}).")
 
 
 def _num(x: float | None) -> str:

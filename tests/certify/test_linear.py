@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.tolerances import ATOL, RTOL, leq
 from trm_bounds.certify import certify_linear, upper_confidence_bound
 from trm_bounds.certify.exact import sequence_table
-from trm_bounds.certify.linear import CONSTANTS, certify_sums
+from trm_bounds.certify.linear import CONSTANTS, certify_sums, unit_order
 from trm_bounds.engines.tree import exact_report
 from trm_bounds.instances.generators import GENERATORS
 from trm_bounds.instances.strategies import (
@@ -162,6 +162,9 @@ def test_certify_linear_keys_constants_and_x_two_ways():
     x = np.maximum(0.0, 1.0 - np.exp(lp - lr)).sum(axis=1)
     np.testing.assert_allclose(out["dbar_sum_estimate"], x.mean(), RTOL, ATOL)
     np.testing.assert_allclose(out["dbar_sum_ucb"], upper_confidence_bound(
+        x[unit_order(x.size)], upper=4.0, level=0.95, method="betting"), RTOL, ATOL)
+    in_log_order = certify_linear(lp, lr, m, T_max=4, order_seed=None)
+    np.testing.assert_allclose(in_log_order["dbar_sum_ucb"], upper_confidence_bound(
         x, upper=4.0, level=0.95, method="betting"), RTOL, ATOL)
     sharp = certify_linear(lp, lr, m, T_max=4, sharp=True)
     assert out["bound"] == 4 * out["dbar_sum_ucb"] and sharp["bound"] == 2 * out["dbar_sum_ucb"]

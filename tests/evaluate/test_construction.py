@@ -111,26 +111,30 @@ def test_sampled_token_labels_say_what_each_number_is(tmp_path):
 
 def test_cli_rollout_rs_grammar_and_clamp(tmp_path):
     """``--rollout-rs seq_max_k2,seq_mean_k3 --rollout-rs-threshold A,B`` beside
-    ``--threshold``: the report's acceptance equals ``rollout_rs_mask``'s; a trainer -inf is
-    rejected by default and kept by verl's clamp where verl keeps it."""
+    ``--threshold``: the report's acceptance equals ``rollout_rs_mask``'s; by default (and with
+    ``--clamp-log-ratio 20``) a trainer -inf is decided as verl decides it (clipped at 20);
+    ``--clamp-log-ratio inf`` departs from verl and rejects it."""
     lp, rlp, mask, _ = data(seed=3, T=400)
     lp[0, 0] = -np.inf
     mask[0, :] = True
     lp[0, 1:], rlp[0, 1:] = -1.0, -1.0
     f = dump(tmp_path / "g.npz", lp, rlp, mask)
     rs, th = "seq_max_k2,seq_mean_k3,seq_sum_k1", "1e-3,0.05,0.5_2"
-    for clamp in (None, 20.0):
-        out = tmp_path / f"out{clamp}"
+    decisions = {}
+    for flag, clamp in ((None, 20.0), ("20", 20.0), ("inf", None)):
+        out = tmp_path / f"out{flag}"
         args = [str(f), "--out", str(out), "--quiet", "--no-figures", "--rollout-rs", rs,
                 "--rollout-rs-threshold", th, "--threshold", "ser=0.1"]  # fmt: skip
-        if clamp:
-            args += ["--clamp-log-ratio", "20"]
+        if flag:
+            args += ["--clamp-log-ratio", flag]
         assert main(args) == 0
         rep = json.loads((out / "report.json").read_text())
         _, acc = rollout_rs_mask(lp, rlp, mask, rs, th, clamp_log_ratio=clamp)
+        decisions[flag] = acc.int().tolist()
         assert rep["criteria"][rs]["accepted"] == int(acc.sum())
         assert rep["criteria"]["ser"]["threshold"] == 0.1
         with open(out / "sequences.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))
         assert [int(r[f"accept:{rs}"]) for r in rows] == acc.int().tolist()
+    assert decisions[None] == decisions["20"]  # verl's clip is the default
     assert main([str(f), "--out", str(tmp_path / "x"), "--rollout-rs", "seq_max_k2"]) != 0

@@ -13,8 +13,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from trm_bounds.certify import certify_linear, estimate_error
-from trm_bounds.certify.linear import certified_mean
+from trm_bounds.certify import certify_linear, estimate_error, upper_confidence_bound
+from trm_bounds.certify.linear import unit_order
 from trm_bounds.evaluate import evaluate
 from trm_bounds.monitor import Monitor, RunFolderError, parse_criteria
 
@@ -52,7 +52,8 @@ def test_same_batch_same_numbers_as_the_evaluator(tmp_path, left):
     T = int(m.sum(1).max())  # the evaluator's range is the longest row: make them equal
     with Monitor(tmp_path / "run", max_response_length=T, dump_batches=True) as mon:
         met = mon.update(7, lp, rlp, m, rewards=R).metrics
-    rep = evaluate(tmp_path / "run" / "dumps" / "step_7.npz", tmp_path / "ev", html=False)
+    rep = evaluate(tmp_path / "run" / "dumps" / "step_7.npz", tmp_path / "ev", html=False,
+                   max_response_length=T)  # the generation limit the monitor was given
     # float64 inputs: the two routes differ only in summation order
     for k in ("k3_mean", "k2_max", "ser_mean", "log_ppl_abs_diff"):
         np.testing.assert_allclose(met[f"trm/{k}"], rep["metrics"][k], rtol=RTOL, atol=ATOL)
@@ -70,7 +71,7 @@ def test_same_batch_same_numbers_as_the_evaluator(tmp_path, left):
         for p in ("estimate", "lo", "hi") if err[k]["shown"] else ():
             np.testing.assert_allclose(met[f"trm/error/{k}_{p}"], err[k][p], rtol=RTOL, atol=ATOL)
         assert (f"trm/error/{k}_estimate" in met) == err[k]["shown"]
-    # and the evaluator's certified section, at the same range (the longest row here)
+    # and the evaluator's certified section, at the same generation limit
     ev = rep["certified"]
     assert ev["T_max"] == T
     np.testing.assert_allclose(met["trm/cert/dbar_sum_ucb"], ev["dbar_sum_ucb"], rtol=RTOL)
@@ -106,7 +107,8 @@ def test_groups_certify_the_mean_of_each_group(tmp_path):
     keep = m.numpy().sum(1) > 0  # rows without a trained token are not sequences
     g = gid.numpy()[keep]
     means = np.array([x[keep][g == k].mean() for k in np.unique(g)])
-    ucb = certified_mean(means, m.numpy().sum(1), T_max=40, level=0.95, method="betting")["ucb"]
+    means = means[unit_order(means.size)]  # the betting bound's value-independent order
+    ucb = upper_confidence_bound(means, upper=40.0, level=0.95, method="betting")
     assert met["trm/cert/n_units"] == 8
     np.testing.assert_allclose(met["trm/cert/bound_proved_here"], 3.0 * ucb, rtol=RTOL)
 

@@ -8,7 +8,6 @@ The captions computed from the perturbed copies must equal those from the origin
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -17,42 +16,14 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
+from tests.perturb import perturbed_copy  # noqa: E402
 from trm_bounds.plot import FIGURES  # noqa: E402
 from trm_bounds.plot.captions import CAPTIONS, captions_markdown, figure_captions  # noqa: E402
 from trm_bounds.plot.rounding import MARGIN, stable_number  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "experiments" / "results"
+RESULTS = ROOT / "trm_bounds" / "data" / "results"
 FIXTURES = ROOT / "tests" / "fixtures"
-#: Relative size of the perturbation (far above the float noise of a summation order).
-PERTURBATION = 1e-9
-
-
-def _perturb(x, rng: np.random.Generator):
-    """``x`` with every float multiplied by ``1 + u``, ``u ~ U[-1e-9, 1e-9]`` (ints, strings,
-    booleans and non-finite values unchanged)."""
-    if isinstance(x, float) and math.isfinite(x):
-        return x * (1.0 + rng.uniform(-PERTURBATION, PERTURBATION))
-    if isinstance(x, list):
-        return [_perturb(v, rng) for v in x]
-    if isinstance(x, dict):
-        return {k: _perturb(v, rng) for k, v in x.items()}
-    return x
-
-
-def _perturbed_copy(src: Path, dst: Path, seed: int) -> int:
-    """Copy every ``*.json`` under ``src`` into ``dst``, perturbed; return how many floats
-    changed (so the test cannot pass by perturbing nothing)."""
-    rng = np.random.default_rng(seed)
-    changed = 0
-    for path in sorted(src.rglob("*.json")):
-        out = dst / path.relative_to(src)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        data = json.loads(path.read_text())
-        new = _perturb(data, rng)
-        changed += json.dumps(new) != json.dumps(data)
-        out.write_text(json.dumps(new))
-    return changed
 
 
 @pytest.mark.parametrize("source", [RESULTS, FIXTURES], ids=["committed", "fixtures"])
@@ -62,8 +33,9 @@ def test_captions_do_not_change_under_a_relative_1e9_perturbation(tmp_path, sour
     keys = [k for k, s in FIGURES.items() if (source / s.source).is_file()]
     assert set(CAPTIONS) <= set(keys)  # every computed caption is exercised
     original = figure_captions(source, keys)
-    assert _perturbed_copy(source, tmp_path, seed) >= len({FIGURES[k].source for k in CAPTIONS})
-    assert figure_captions(tmp_path, keys) == original
+    moved = tmp_path / "moved"
+    assert perturbed_copy(source, moved, seed) >= len({FIGURES[k].source for k in CAPTIONS})
+    assert figure_captions(moved, keys) == original
 
 
 def test_captions_quote_the_result_files():

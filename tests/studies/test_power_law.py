@@ -46,7 +46,7 @@ def test_a_curve_flat_up_to_float_noise_has_no_decay(level, rate, seed):
 def test_the_decay_found_in_float_noise_is_no_decay():
     """The committed uniform_mixing curve of tabular_scaling.json times exp(-2.8e-14 T), the
     decay another CPU reported, is flat: no decay; its power-law window is unchanged."""
-    sec = json.loads((ROOT / "experiments/results/tabular_scaling.json").read_text())
+    sec = json.loads((ROOT / "trm_bounds/data/results/tabular_scaling.json").read_text())
     reg = sec["regimes"]["uniform_mixing"]
     y = np.asarray(reg["error_max_over_rewards"]) * np.exp(-2.8e-14 * GRID)
     assert fit_exponential_tail(GRID, y, floor=NOISE_FLOOR) is None
@@ -71,7 +71,7 @@ def test_committed_curves_decide_the_same_under_perturbation():
     stay the same under 60 random relative perturbations of REL_NOISE (fixed seed; the
     detector before the margin flipped its decay decision in 7 of 200 such perturbations of
     each mixing regime)."""
-    regs = json.loads((ROOT / "experiments/results/tabular_scaling.json").read_text())["regimes"]
+    regs = json.loads((ROOT / "trm_bounds/data/results/tabular_scaling.json").read_text())["regimes"]
     rng = np.random.default_rng(0)
     for name, reg in regs.items():
         T = np.asarray(reg["T"], dtype=np.float64)

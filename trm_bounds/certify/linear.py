@@ -32,7 +32,7 @@ import numpy as np
 from trm_bounds.certify.confidence import upper_confidence_bound
 from trm_bounds.certify.samples import divergence_terms, valid_log_ratios
 
-__all__ = ["certify_linear", "certify_sums", "certified_mean", "check_T_max",
+__all__ = ["certify_linear", "certify_sums", "check_T_max", "unit_order", "ORDER_SEED",
            "check_reward_range", "group_means", "CONSTANTS"]
 
 #: The constant c of the Linear bound, by variant (docs/theory.md §4, §5, §9 Theorem 9.3).
@@ -70,6 +70,20 @@ def check_reward_range(reward_range: Any) -> tuple[float, float]:
     return lo, hi
 
 
+#: Seed of the order the betting bound takes the units in (:func:`unit_order`).
+ORDER_SEED = 0
+
+
+def unit_order(n: int, seed: int = ORDER_SEED) -> np.ndarray:
+    """A uniformly random permutation of ``range(n)`` drawn with ``seed`` (numpy's PCG64: the
+    same on every machine), independent of the values it orders (docs/theory.md §9, "Order").
+
+    >>> sorted(unit_order(5).tolist())
+    [0, 1, 2, 3, 4]
+    """
+    return np.random.default_rng(seed).permutation(n)
+
+
 def group_means(x: np.ndarray, group_ids: Any) -> tuple[np.ndarray, np.ndarray]:
     r"""Means :math:`\bar X_g` ``(G,)`` of ``x`` ``(N,)`` per group, and the group sizes ``(G,)``.
 
@@ -91,33 +105,10 @@ def group_means(x: np.ndarray, group_ids: Any) -> tuple[np.ndarray, np.ndarray]:
     return (np.bincount(inv, weights=x)[keep] / sizes[keep]), sizes[keep]
 
 
-def certified_mean(x: np.ndarray, lengths: np.ndarray, *, T_max: int | None, level: float,
-                   method: str, scale: float = 1.0) -> dict[str, Any]:
-    """Transitional: the evaluator's former entry point (use :func:`certify_sums`).
-
-    UCB on the mean of ``x`` in ``[0, scale * T_max]``; ``T_max`` ``None`` uses the longest
-    observed length, which docs/theory.md §9 shows is not a valid range.
-    """
-    longest = int(lengths.max())
-    if T_max is None:
-        T = longest
-        cond = (f"range of the per-sequence variable uses T_max = {longest}, the longest sequence "
-                "in the log: NOT a valid range unless no response can be longer (pass T_max = "
-                "the generation limit)")
-    else:
-        T = check_T_max(T_max)
-        if T < longest:
-            raise ValueError(f"T_max: {T} is shorter than the longest valid sequence "
-                             f"({longest})")
-        cond = f"range of the per-sequence variable uses T_max = {T}, given a priori"
-    ucb = upper_confidence_bound(x, upper=scale * T, level=level, method=method)
-    est = float(np.mean(x))
-    return {"estimate": est, "ucb": max(ucb, est), "T_max": T, "conditions": [cond]}
-
-
 def certify_sums(x: Any, *, T_max: Any = None, level: float = 0.95, method: str = "betting",
                  sharp: bool = False, group_ids: Any = None,
-                 reward_range: Any = (0.0, 1.0), lengths: Any = None) -> dict[str, Any]:
+                 reward_range: Any = (0.0, 1.0), lengths: Any = None,
+                 order_seed: int | None = ORDER_SEED) -> dict[str, Any]:
     r"""Certified Linear bound from the per-row sums :math:`X_i = \sum_t(1-\rho_{it})_+`.
 
     docs/theory.md §9 (Theorems 9.2, 9.3 and the conditions of §9).  ``x`` ``(N,)``: one value
@@ -125,8 +116,11 @@ def certify_sums(x: Any, *, T_max: Any = None, level: float = 0.95, method: str 
     length 0 are not sequences (excluded, counted in ``n_empty_rows``), rows longer than
     ``T_max`` are an error naming the row; ``group_ids`` ``(N,)`` optional, one id per row:
     certify over the group means (range ``[0, T_max]``); ``reward_range = (lo, hi)``: the
-    a-priori reward range (the caller checks the rewards).  Other arguments and the returned
-    keys as in :func:`certify_linear`.
+    a-priori reward range (the caller checks the rewards); ``order_seed``: the betting bound
+    is sequential, so the units are put in the order :func:`unit_order` draws with this seed
+    (fixed before any data is seen), never in the log's own order, which may depend on the
+    values (a log sorted by length); None keeps the log's order.  Other arguments and the
+    returned keys as in :func:`certify_linear`.
     """
     T = check_T_max(T_max)
     lo, hi = check_reward_range(reward_range)
@@ -162,6 +156,8 @@ def certify_sums(x: Any, *, T_max: Any = None, level: float = 0.95, method: str 
         units, sizes = group_means(xk, ids[keep])
         unit = "group"
     est = float(np.mean(units))  # unbiased for sum_t Dbar_t (each unit's mean is E X)
+    if method == "betting" and order_seed is not None:  # the other bounds ignore the order
+        units = units[unit_order(units.shape[0], order_seed)]
     ucb = max(upper_confidence_bound(units, upper=float(T), level=level, method=method), est)
     span, offset = hi - lo, max(lo, -hi, 0.0)  # offset = dist(0, [lo, hi])
     variant = "sharp" if sharp else "published"
@@ -175,6 +171,8 @@ def certify_sums(x: Any, *, T_max: Any = None, level: float = 0.95, method: str 
          "which may depend on each other, each marginally from pi_roll given the prompt; group "
          "sizes not chosen after seeing the responses): the certificate bounds the mean of the "
          f"{units.shape[0]} group means of X, each in [0, T_max]"),
+        "the mask covers every token sampled from pi_roll, the end-of-sequence token included "
+        "(docs/theory.md §9, 'Order, and what the mask must cover')",
         "rollout_log_probs are the sampling policy's own log-probabilities (after any top-p/"
         "top-k truncation)",
         f"range of the per-sequence variable uses T_max = {T}, the generation limit given a "
@@ -189,6 +187,15 @@ def certify_sums(x: Any, *, T_max: Any = None, level: float = 0.95, method: str 
         "Theorem 9.3 (this toolkit, not the paper) and attained by an instance",
         f"holds with probability >= {float(level)} over the sampled {unit}s ({method} bound)",
     ]
+    if method == "betting":
+        conditions.append(
+            "the betting bound is sequential: its guarantee needs the units in an order that "
+            "does not depend on their values; " + (
+                f"they were put in the random order drawn with seed {order_seed}, fixed before "
+                "the data, so a log sorted by length or reward does not bias it"
+                if order_seed is not None else
+                "they were taken in the log's order (order_seed=None): a log sorted by length "
+                "or reward breaks the level"))
     if lengths is not None and n_seq < n_rows:
         conditions.append(f"{n_rows - n_seq} rows without a valid token are not sequences and "
                           "were excluded")
@@ -223,7 +230,8 @@ def _sizes_text(sizes: np.ndarray) -> str:
 
 def certify_linear(log_probs: Any, rollout_log_probs: Any, mask: Any, *, T_max: Any = None,
                    level: float = 0.95, sharp: bool = False, method: str = "betting",
-                   group_ids: Any = None, reward_range: Any = (0.0, 1.0)) -> dict[str, Any]:
+                   group_ids: Any = None, reward_range: Any = (0.0, 1.0),
+                   order_seed: int | None = ORDER_SEED) -> dict[str, Any]:
     r"""Certified Linear bound: ``bound = ((hi - lo) c + dist(0, [lo, hi])) * UCB(sum_t Dbar_t)``.
 
     docs/theory.md §9.  Parameters: ``log_probs``, ``rollout_log_probs``, ``mask`` of shape
@@ -232,7 +240,8 @@ def certify_linear(log_probs: Any, rollout_log_probs: Any, mask: Any, *, T_max: 
     the generation limit, a positive integer known before the data; ``level = 1 - alpha``;
     ``sharp``: ``c = 2`` instead of the published ``c = 4``; ``method``: ``"betting"``,
     ``"bernstein"`` or ``"hoeffding"``; ``group_ids`` ``(B,)``: one id per row (rows sharing a
-    prompt), certify over the group means; ``reward_range``: a-priori ``(lo, hi)``.
+    prompt), certify over the group means; ``reward_range``: a-priori ``(lo, hi)``;
+    ``order_seed``: the order the betting bound takes the units in (:func:`certify_sums`).
 
     Returns a dict: ``level``, ``method``, ``unit`` (``"sequence"`` or ``"group"``),
     ``n_units`` (sequences or groups the bound is over), ``n_sequences`` (non-empty rows),
@@ -249,4 +258,5 @@ def certify_linear(log_probs: Any, rollout_log_probs: Any, mask: Any, *, T_max: 
     x = divergence_terms(r, valid).sum(axis=1)  # (B,) in [0, T_i]
     lengths = valid.sum(axis=1)  # (B,)
     return certify_sums(x, T_max=T, level=level, method=method, sharp=sharp,
-                        group_ids=group_ids, reward_range=reward_range, lengths=lengths)
+                        group_ids=group_ids, reward_range=reward_range, lengths=lengths,
+                        order_seed=order_seed)

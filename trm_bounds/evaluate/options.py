@@ -33,6 +33,7 @@ from trm_bounds.masking import (
     criterion_parts,
     parse_rollout_rs,
 )
+from trm_bounds.masking.verl_rs import VERL_SAFETY_BOUND
 
 __all__ = ["EvaluateOptions", "OptionError", "FigureDrawer", "MAX_BUCKETS", "ENGINES"]
 
@@ -141,8 +142,8 @@ class EvaluateOptions:
                 raise OptionError("rollout_rs", str(err)) from None
         c = self.clamp_log_ratio
         if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float))
-                              or not math.isfinite(c) or c <= 0):  # fmt: skip
-            raise OptionError("clamp_log_ratio", f"must be a finite number > 0, got {c!r}")
+                              or math.isnan(c) or c <= 0):  # fmt: skip
+            raise OptionError("clamp_log_ratio", f"must be a number > 0 (inf: no clip), got {c!r}")
         lv = self.level
         if isinstance(lv, bool) or not isinstance(lv, (int, float)) or not 0 < lv < 1:
             raise OptionError("level", f"must lie in (0, 1), got {lv!r}")
@@ -186,5 +187,22 @@ class EvaluateOptions:
             thresholds.update(rs_th)
         return {"thresholds": thresholds or None, "criteria": criteria,
                 "ln_delta": self.ln_delta, "ln_eps": self.ln_eps, "float64": self.float64,
-                "clamp_log_ratio": self.clamp_log_ratio}  # fmt: skip
+                "clamp_log_ratio": self.clip()}  # fmt: skip
+
+    def clip(self) -> float | None:
+        """The clip of ``r = log(pi_theta/pi_roll)`` the statistics use: ``clamp_log_ratio`` when
+        given (``inf``: none); else verl's 20 (:data:`VERL_SAFETY_BOUND`) when verl's grammar is
+        asked for (``rollout_rs``), so its decisions are verl's; else none (a trainer logprob of
+        ``-inf`` is infinite divergence).
+
+        >>> EvaluateOptions(rollout_rs="token_k1", rollout_rs_threshold="0.5_2.0").clip()
+        20.0
+        >>> EvaluateOptions(rollout_rs="token_k1", rollout_rs_threshold="0.5_2.0",
+        ...                 clamp_log_ratio=float("inf")).clip() is None
+        True
+        """
+        c = self.clamp_log_ratio
+        if c is None:
+            return VERL_SAFETY_BOUND if self.rollout_rs is not None else None
+        return None if math.isinf(c) else float(c)
 
