@@ -362,3 +362,19 @@ def test_hostile_states_are_one_line_naming_the_file(today):
         assert "trust-pickle" not in msg
     with pytest.raises(LogFormatError, match="not a zip/npz file"):
         load_dataset([out / ref["hostile"]["random_npz"]])
+
+
+def test_unscored_rollout_tokens_withhold_the_certificate(today, tmp_path):
+    """TRL with vLLM NaN rollout logprobs: the divergence at those tokens is unknown, so the
+    report makes no certified claim and says why (docs/theory.md §9); the statistics of the
+    scored tokens are still reported, and the count of unscored tokens is in the report."""
+    from trm_bounds.evaluate import evaluate
+
+    out, ref = today
+    r = ref["trl-nan"]
+    assert r["nan_tokens"] > 0
+    rep = evaluate([out / f for f in r["files"]], tmp_path / "ev", html=False, progress=False,
+                   max_response_length=int(max(r["T"])) + 8)  # fmt: skip
+    cert = rep["certified"]
+    assert cert["computed"] is False and "no rollout log-probability" in cert["reason"]
+    assert rep["n_nan_tokens"] == r["nan_tokens"]

@@ -117,7 +117,7 @@ DECISION_MARGIN = 1e-6
 def certified_section(terms: dict[str, Any], *, level: float = 0.95, T_max: int | None,
                       T_max_source: str | None = None,
                       reward_range: tuple[float, float] = (0.0, 1.0),
-                      method: str = "betting") -> dict[str, Any]:
+                      method: str = "betting", n_unscored: int = 0) -> dict[str, Any]:
     """Certified bounds on ``|Error|`` at ``level`` (docs/theory.md §9), by
     :func:`trm_bounds.certify.certify_sums` over the trained rows: ``(hi - lo) c U`` (plus the
     offset term of §9 for a range without 0) with ``U`` the upper confidence bound on
@@ -126,7 +126,10 @@ def certified_section(terms: dict[str, Any], *, level: float = 0.95, T_max: int 
 
     ``T_max``: the generation limit (``T_max_source`` says where it came from); None: no
     certified claim (``computed: False``, ``reason`` and ``what_to_pass``), the plug-in mean
-    of ``X`` is still reported. The three variants are multiples of one ``U``: they hold
+    of ``X`` is still reported. ``n_unscored``: trained tokens without a rollout logprob (vLLM's
+    NaN, left out of the mask by the reader): their divergence is unknown, so no certified
+    claim either (the other numbers leave them out, as TRL's own correction does). The three
+    variants are multiples of one ``U``: they hold
     together on one event of probability ``>= level``.
     """
     from trm_bounds.certify.linear import CONSTANTS, certify_sums
@@ -151,6 +154,13 @@ def certified_section(terms: dict[str, Any], *, level: float = 0.95, T_max: int 
                           "range of X must be known before the data, and the longest logged "
                           "response is not a valid range (docs/theory.md §9)",
                 "what_to_pass": LIMIT_HINT}  # fmt: skip
+    if n_unscored:
+        return {"computed": False, **base,
+                "reason": f"{n_unscored} trained token{'s have' if n_unscored != 1 else ' has'} "
+                          "no rollout log-probability (NaN in the dump, as vLLM returns for a "
+                          "token it cannot score): the divergence there is unknown, and the "
+                          "certificate needs every sampled token (docs/theory.md §9)",
+                "what_to_pass": "a dump whose rollout log-probabilities are all scored"}
     res = certify_sums(x, T_max=int(T_max), level=level, method=method, group_ids=g,
                        reward_range=reward_range, lengths=L)  # fmt: skip
     span = float(reward_range[1] - reward_range[0])

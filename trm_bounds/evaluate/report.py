@@ -279,7 +279,7 @@ def _certified_keys(s: Stats, terms: Mapping[str, Any], th: Mapping[str, float],
     )
 
     cert = certified_section(dict(terms), level=level, T_max=T_max, T_max_source=T_max_source,
-                             reward_range=reward_range)  # fmt: skip
+                             reward_range=reward_range, n_unscored=s.n_nan_tokens)  # fmt: skip
     err = error_section(dict(terms), level=level)
     lengths = np.repeat(np.arange(s.len_count.shape[0]), s.len_count)
     trm = thresholds_section(th["seq_max_k2"], lengths[lengths > 0])
