@@ -154,7 +154,8 @@ def _exact_scaling_rows(results: Path, cmd: str) -> list[Row]:
             )  # fmt: skip
     path = results / "worst_case.json"
     if path.is_file():
-        row = _worst_case_row(json.loads(path.read_text()).get("best_exponent", {}), path, cmd)
+        data = json.loads(path.read_text())
+        row = _worst_case_row(data.get("best_exponent", {}), path, cmd, data.get("constant_z"))
         if row is not None:
             rows.append(row)
     return rows
@@ -192,9 +193,12 @@ def _growth(slope: float, what: str) -> str:
             "2.0": "like T^2"}.get(s, f"like T^{s}")  # fmt: skip
 
 
-def _worst_case_row(best: dict[str, Any], path: Path, cmd: str) -> Row | None:
+def _worst_case_row(best: dict[str, Any], path: Path, cmd: str,
+                    design: dict[str, Any] | None = None) -> Row | None:
     """The largest exponent of max_R |Error| found per regime of worst_case.json; the status
-    says how each regime's worst case grows, read from the file (docs/theory.md §10)."""
+    says how each regime's worst case grows, read from the file (docs/theory.md §10), and,
+    where the file has it, what the constant-|Z_T| design attains against
+    ``delta sqrt(T(T-1)/2)`` (Theorem 10.3's leading term)."""
     best = {n: b for n, b in best.items() if b and b.get("slope") is not None}
     if not best:
         return None
@@ -214,6 +218,14 @@ def _worst_case_row(best: dict[str, Any], path: Path, cmd: str) -> Row | None:
         how = " or ".join(g if g == "constant in T" else "grows " + g for g in sparse)
         said.append(f"is {how} under sparse divergence" if how == "constant in T"
                     else f"{how} under sparse divergence")  # fmt: skip
+    if design and design.get("ratio_leading"):
+        r = np.asarray(design["ratio_leading"], dtype=np.float64)
+        T = design["T"]
+        w = f"{path.name}: constant_z ratio"
+        lo, hi = (text(float(v), ".3f", what=w) for v in (r.min(), r.max()))
+        said.append(f"the constant-|Z_T| design attains delta sqrt(T(T-1)/2) (ratio "
+                    f"{lo if lo == hi else lo + ' to ' + hi} for T in [{T[0]:g}, {T[-1]:g}]), "
+                    "the exact leading-order worst case")  # fmt: skip
     return Row("How tight in T: the worst-case exact error against T (issue 12)", cmd,
                "largest exponent of max_R|Error| found: " + "; ".join(parts),
                "PM-KL and B* grow as T^{3/2} (uniform divergence)",
