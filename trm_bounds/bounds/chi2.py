@@ -236,8 +236,10 @@ def _terms_at(tau: float, T: int, delta: float, t: np.ndarray, w: np.ndarray,
 def kl_budget_bound_sharp(T: int, delta: float, *, absolutely_continuous: bool = True,
                           tau: np.ndarray | None = None) -> float:  # fmt: skip
     r"""A bound on ``max_R |Error|`` under a per-token forward KL budget ``delta`` alone, heavy
-    tokens (unbounded ``rho``) allowed, that tends to the exact constant (docs/theory.md §10,
-    Theorems 10.3 and 10.4).
+    tokens (unbounded ``rho``) allowed (docs/theory.md §10, Theorems 10.3 and 10.4).  The
+    theorems' minimum is over every truncation level ``tau``; this function takes it over
+    :data:`TAU_GRID` (``tau >= 0.01``), so as ``T delta -> 0`` (below about ``1e-16``) it
+    tends to about ``1.0067`` times the exact constants below, not to them.
 
     Under ``pi_theta << pi_roll`` (Theorem 10.3) the bound is ``min_tau (main + heavy)``
     (:func:`heavy_token_bound_terms`), and ``/(T delta) -> 1/sqrt(2)`` as ``T delta -> 0``
