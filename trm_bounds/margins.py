@@ -26,19 +26,32 @@ The margins (each used where the decision is made):
 
 None of these decisions is silent: a value in a margin raises :class:`MarginError` naming
 the quantity, so a computation that lands there is seen, not printed differently elsewhere.
+The one exception is a figure caption (:func:`stable_number`, margin :data:`CAPTION_MARGIN`):
+a caption must be written whatever the numbers, so a value near a rounding midpoint is printed
+with one digit less instead of being refused.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["REL_NOISE", "TEXT_GUARD", "MarginError", "text", "agreed", "above", "residual"]
+__all__ = ["REL_NOISE", "TEXT_GUARD", "CAPTION_MARGIN", "MarginError", "text", "agreed",
+           "above", "residual", "stable_number"]
 
 #: Relative perturbation of computed inputs every decision must survive (1000x float noise).
 REL_NOISE = 1e-9
 #: Relative distance a printed number keeps from every rounding boundary (10x REL_NOISE).
 TEXT_GUARD = 1e-8
+
+#: Relative margin of a caption's numbers (:func:`stable_number`): a value within
+#: ``CAPTION_MARGIN`` (relative) of a rounding midpoint is printed with one digit less (where it
+#: lies at least 0.05 units from a midpoint), so rounding never decides on float noise.  1e-6 is
+#: 1e10 times double precision and 1e3 times :data:`REL_NOISE`; the text of a value changes
+#: under a perturbation ``u`` only where the value lies within ``|u|`` of a point at distance
+#: exactly ``CAPTION_MARGIN`` from a midpoint.
+CAPTION_MARGIN: float = 1e-6
 
 _T = TypeVar("_T")
 
@@ -131,3 +144,20 @@ def residual(x: float, tol: float, *, what: str, factor: float = 100.0) -> str:
         raise MarginError(f"{what} = {x!r} lies within a factor {factor:g} of its tolerance "
                           f"{tol:g}")  # fmt: skip
     return "= " + text(x, ".1e", what=what)
+
+
+def stable_number(x: float, digits: int = 2, *, fixed: bool = True) -> str:
+    """``x`` rounded to ``digits`` decimals (``fixed``) or significant digits; one digit less
+    where ``x`` lies within :data:`CAPTION_MARGIN` (relative) of a rounding midpoint.
+
+    >>> stable_number(0.999614), stable_number(829.08, 0), stable_number(2.4500000001, 1)
+    ('1.00', '829', '2')
+    """
+    x = float(x)
+    if not math.isfinite(x) or x == 0:
+        return f"{x:g}" if not fixed else f"{x:.{digits}f}"
+    d = digits if fixed else digits - 1 - math.floor(math.log10(abs(x)))
+    scaled = abs(x) * 10.0**d
+    if abs(scaled - math.floor(scaled) - 0.5) < CAPTION_MARGIN * scaled:
+        d -= 1  # at one digit less the value is 0.05 units or more from a midpoint
+    return f"{round(x, d) + 0.0:.{max(d, 0)}f}"

@@ -17,9 +17,10 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from tests.perturb import perturbed_copy  # noqa: E402
+from trm_bounds.margins import CAPTION_MARGIN as MARGIN  # noqa: E402
+from trm_bounds.margins import stable_number  # noqa: E402
 from trm_bounds.plot import FIGURES  # noqa: E402
 from trm_bounds.plot.captions import CAPTIONS, captions_markdown, figure_captions  # noqa: E402
-from trm_bounds.plot.rounding import MARGIN, stable_number  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "trm_bounds" / "data" / "results"

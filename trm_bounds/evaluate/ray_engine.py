@@ -54,13 +54,10 @@ from trm_bounds.logs import (
     reader_for,
 )
 
-__all__ = ["ENGINES", "Shard", "ray_shards", "ray_chunks", "ray_map"]
+__all__ = ["Shard", "ray_shards", "ray_chunks", "ray_map"]
 
 #: The evaluator's per-chunk step: ``(batch, options) -> (Stats, per-sequence columns)``.
 ChunkFn = Callable[[Batch, Mapping[str, Any]], tuple[Stats, dict[str, Any]]]
-
-#: Engines accepted by ``evaluate(engine=...)`` and ``--engine``.
-ENGINES = ("local", "ray")
 
 #: Test-only fault injection: when this environment variable names a path that does not yet
 #: exist, the first task to see it creates the path and kills its own worker process.

@@ -4,9 +4,10 @@ the figures (a file a paper author can paste from).
 :func:`figure_captions` gives each figure's caption: the registry's text
 (:data:`trm_bounds.plot.figures.FIGURES`) where it quotes no computed number, else the text
 this module composes from the figure's result file (:data:`CAPTIONS`).  Numbers drawn from
-floats are printed by :func:`stable_number`, whose text does not change under a relative
-perturbation far below its margin (:data:`MARGIN`), so a caption reads the same on every CPU
-(the perturbation test in ``tests/plot/test_captions.py``).
+floats are printed by :func:`trm_bounds.margins.stable_number`, whose text does not change
+under a relative perturbation far below its margin
+(:data:`trm_bounds.margins.CAPTION_MARGIN`), so a caption reads the same on every CPU (the
+perturbation test in ``tests/plot/test_captions.py``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from trm_bounds.margins import stable_number
+
 from .figures import FIGURES, ResultFileError
 from .figures_certify import caption_f10
 from .result_file import get_field
-from .rounding import MARGIN, stable_number
 
-__all__ = ["MARGIN", "CAPTIONS", "stable_number", "figure_captions", "captions_markdown",
-           "write_captions"]  # fmt: skip
+__all__ = ["CAPTIONS", "figure_captions", "captions_markdown", "write_captions"]
+
 
 def _num(x: float) -> str:
     """A parameter as the study wrote it (``1e-4``, ``0.01``, ``400``), 3 significant digits."""

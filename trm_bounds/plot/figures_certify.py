@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from trm_bounds.margins import stable_number
+
 from .result_file import as_array, get_field
-from .rounding import stable_number
 from .style import BOUND_COLORS, ERROR_STYLE, figure, styled
 
 __all__ = ["draw_f10", "caption_f10"]
@@ -40,7 +41,7 @@ def _title(name: str, p: dict, letter: str) -> str:
 
 def caption_f10(data: dict) -> str:
     """The caption text of F10 for a page (not drawn on the figure), from the result file
-    (coverages in percent, one decimal, rounded with a margin: :func:`.rounding.stable_number`)."""
+    (coverages in percent, one decimal, rounded with a margin: :func:`trm_bounds.margins.stable_number`)."""
     lvl, method, reps = data.get("level"), data.get("method"), data.get("reps")
     panels = get_field(data, "panels", source="certify_figure.json").values()
     cov = min(min(as_array(p["series"]["bound_coverage"])) for p in panels)
