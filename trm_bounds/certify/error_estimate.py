@@ -39,7 +39,7 @@ import numpy as np
 
 from trm_bounds.certify.linear import group_means
 from trm_bounds.certify.pareto import khat_threshold, pareto_khat
-from trm_bounds.certify.samples import as_float64, valid_log_ratios
+from trm_bounds.certify.samples import as_float64, log_ratio_sums, valid_log_ratios
 
 __all__ = ["estimate_error", "estimate_error_sums", "error_terms", "ESS_WARN_FRACTION",
            "QUANTITIES"]
@@ -234,9 +234,7 @@ def estimate_error(log_probs: Any, rollout_log_probs: Any, mask: Any, rewards: A
     :func:`estimate_error_sums` (its keys).
     """
     r, valid = valid_log_ratios(log_probs, rollout_log_probs, mask)
-    S = r.sum(axis=1)  # (B,) log prod rho, may be -inf
-    with np.errstate(over="ignore"):
-        U = np.where(valid, np.expm1(r), 0.0).sum(axis=1)  # (B,)
+    S, U = log_ratio_sums(r, valid)  # (B,), (B,)
     R = as_float64(rewards, "rewards").reshape(-1)
     if R.shape[0] != r.shape[0]:
         raise ValueError(f"rewards: {R.shape[0]} values for {r.shape[0]} sequences")

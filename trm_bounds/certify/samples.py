@@ -31,7 +31,7 @@ import numpy as np
 #: bug.  The one owner; the log readers (trm_bounds.logs.batch) use it too.
 MAX_LOGPROB = 1e-6
 
-__all__ = ["as_float64", "valid_log_ratios", "divergence_terms"]
+__all__ = ["as_float64", "valid_log_ratios", "divergence_terms", "log_ratio_sums"]
 
 
 def as_float64(a: Any, field: str) -> np.ndarray:
@@ -92,3 +92,14 @@ def _first(bad: np.ndarray) -> tuple[int, int]:
 def divergence_terms(r: np.ndarray, valid: np.ndarray) -> np.ndarray:
     r"""``a_t = (1 - rho_t)_+ = -expm1(min(r_t, 0))`` at valid positions, 0 elsewhere; ``(B, T)``."""
     return np.where(valid, -np.expm1(np.minimum(r, 0.0)), 0.0) + 0.0
+
+
+def log_ratio_sums(r: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Per-sequence ``S_i = sum_t r_t`` (``log prod_t rho_t``, may be ``-inf``) and
+    ``U_i = sum_t (rho_t - 1)`` over the valid positions, each ``(B,)``: the inputs of the
+    error estimate (docs/theory.md §9, "The actual error, estimated").  ``r`` is 0 outside
+    ``valid`` (as :func:`valid_log_ratios` returns it)."""
+    S = r.sum(axis=1)
+    with np.errstate(over="ignore"):
+        U = np.where(valid, np.expm1(r), 0.0).sum(axis=1)
+    return S, U

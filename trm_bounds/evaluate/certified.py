@@ -45,7 +45,7 @@ def sequence_columns(batch: Batch) -> dict[str, np.ndarray]:
     """Per-sequence ``T_i, X_i, S_i, U_i`` of one canonical chunk (prefix masks, validated), as
     columns named :data:`TERM_COLUMNS`; computed where the chunk is read (a Ray worker or this
     process), so only ``4 B`` floats travel."""
-    from trm_bounds.certify.samples import divergence_terms
+    from trm_bounds.certify.samples import divergence_terms, log_ratio_sums
 
     B, T = batch.log_probs.shape
     step = max(1, _BLOCK_CELLS // max(T, 1))
@@ -56,10 +56,8 @@ def sequence_columns(batch: Batch) -> dict[str, np.ndarray]:
         lr = batch.rollout_log_probs[i : i + step].astype(np.float64)
         with np.errstate(invalid="ignore"):
             r = np.where(m, lp - np.where(m, lr, 0.0), 0.0)  # (b, T); -inf allowed
-        with np.errstate(over="ignore"):
-            u = np.where(m, np.expm1(r), 0.0).sum(axis=1)
-        parts.append((m.sum(axis=1).astype(np.float64),
-                      divergence_terms(r, m).sum(axis=1), r.sum(axis=1), u))  # fmt: skip
+        S, U = log_ratio_sums(r, m)
+        parts.append((m.sum(axis=1).astype(np.float64), divergence_terms(r, m).sum(axis=1), S, U))
     cols = [np.concatenate(c) if parts else np.zeros(0) for c in zip(*parts, strict=True)]
     return dict(zip(TERM_COLUMNS, cols or [np.zeros(0)] * 4, strict=True))
 

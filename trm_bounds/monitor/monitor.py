@@ -240,10 +240,9 @@ class Monitor:
         float64 log-ratios), each shown only where its PSIS diagnostic trusts the interval;
         the diagnostics (Pareto k-hat, effective sample size) always."""
         from trm_bounds.certify.error_estimate import estimate_error_sums
+        from trm_bounds.certify.samples import log_ratio_sums
 
-        S = r64.sum(axis=1)  # (B,) log prod rho, may be -inf
-        with np.errstate(over="ignore"):
-            U = np.where(v64, np.expm1(r64), 0.0).sum(axis=1)  # (B,) sum_t (rho_t - 1)
+        S, U = log_ratio_sums(r64, v64)  # (B,) log prod rho, (B,) sum_t (rho_t - 1)
         est = estimate_error_sums(S, U, R, level=self.level, group_ids=groups,
                                   lengths=v64.sum(axis=1))  # fmt: skip
         out = {"trm/error/ess_fraction": est["ess_fraction"],
