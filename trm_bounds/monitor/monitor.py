@@ -20,7 +20,6 @@ kept from one step to the next but the step number).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trm_bounds.certify.linear import check_reward_range
 from trm_bounds.masking import check_threshold, criterion_parts, decide, sequence_stats
 from trm_bounds.masking.trainer import batch_metrics
 from trm_bounds.monitor.metrics import trm_metrics, verl_metrics
@@ -80,8 +80,8 @@ class Monitor:
         level: confidence level of the certified bound, in (0, 1).
         max_response_length: the generation limit ``T_max``, the a-priori range of the
             per-sequence variable (docs/theory.md §9); a row with more valid tokens is an error.
-        reward_range: ``(lo, hi)``; the certified bound is ``hi - lo`` times the bound for
-            rewards in ``[0, 1]`` (§9), and rewards outside it are an error.
+        reward_range: ``(lo, hi)``; the certified bound is ``((hi - lo) c + dist(0, [lo,
+            hi])) U`` (§9, "Reward ranges"), and rewards outside it are an error.
         criteria, thresholds: the TRM criteria (joined: all must keep a row) and their
             thresholds, verl's grammar (:func:`parse_criteria`).
         tensorboard: also write TensorBoard event files (needs the tensorboard package).
@@ -107,9 +107,7 @@ class Monitor:
                 or max_response_length < 1):  # fmt: skip
             raise ValueError("max_response_length: give the generation limit (a positive "
                              f"integer), got {max_response_length!r}")
-        lo, hi = (float(v) for v in reward_range)
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(f"reward_range: needs finite lo < hi, got {reward_range!r}")
+        lo, hi = check_reward_range(reward_range)
         if method not in ("betting", "bernstein", "hoeffding"):
             raise ValueError(f"method: one of betting, bernstein, hoeffding; got {method!r}")
         self.parts, self.thresholds = parse_criteria(criteria, thresholds)
