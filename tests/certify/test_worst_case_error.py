@@ -95,3 +95,15 @@ def test_theta_equal_roll_and_input_errors():
         certify_worst_case_error(lp, lp, np.ones((1000, 6)), clip=-1.0)
     with pytest.raises(ValueError, match="mask"):
         certify_worst_case_error(lp, lp, np.ones((1000, 5)))
+
+
+def test_range_is_a_priori_and_empty_rows_are_not_sequences():
+    """As for Linear (docs/theory.md §9): no T_max is an error (the longest logged response
+    is not a valid range), and rows without a valid token are excluded, not counted as Y = 0."""
+    lp = np.log(np.full((400, 6), 0.5))
+    with pytest.raises(ValueError, match="T_max: give the generation limit"):
+        certify_worst_case_error(lp, lp, np.ones((400, 6)))
+    m = np.ones((400, 6))
+    m[:100] = 0.0  # padding rows
+    out = certify_worst_case_error(lp, lp, m, T_max=6)
+    assert out["n_sequences"] == 300 and out["n_empty_rows"] == 100

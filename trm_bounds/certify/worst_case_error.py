@@ -24,7 +24,7 @@ without: Theorems 10.3, 10.4), where Linear's :math:`\sum_t \bar D_t` is
 
 >>> import numpy as np
 >>> lp = np.log(np.full((2048, 8), 0.5))  # theta = roll: max_R |Error| = 0
->>> out = certify_worst_case_error(lp, lp, np.ones((2048, 8)))
+>>> out = certify_worst_case_error(lp, lp, np.ones((2048, 8)), T_max=8)
 >>> out["estimate"], out["bound"] < 0.05
 (0.0, True)
 """
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from trm_bounds.certify.confidence import upper_confidence_bound
+from trm_bounds.certify.linear import ORDER_SEED, check_T_max, unit_order
 from trm_bounds.certify.samples import valid_log_ratios
 
 __all__ = ["worst_case_error_terms", "certify_worst_case_error", "DEFAULT_CLIP"]
@@ -60,16 +61,19 @@ def worst_case_error_terms(r: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def certify_worst_case_error(log_probs: Any, rollout_log_probs: Any, mask: Any, *,
-                             T_max: int | None = None, level: float = 0.95,
-                             method: str = "betting",
-                             clip: float = DEFAULT_CLIP) -> dict[str, Any]:  # fmt: skip
+                             T_max: Any = None, level: float = 0.95,
+                             method: str = "betting", clip: float = DEFAULT_CLIP,
+                             order_seed: int | None = ORDER_SEED) -> dict[str, Any]:  # fmt: skip
     r"""Certified upper bound on :math:`\max_R|\mathrm{Error}|` (docs/theory.md §10, Theorem 10.6).
 
     ``log_probs``, ``rollout_log_probs``, ``mask`` ``(B, T)`` as in
     :func:`trm_bounds.certify.linear.certify_linear` (rows i.i.d. from the rollout policy);
-    ``T_max``: a-priori maximum length (default: the longest in the log, recorded as a
-    condition); ``level = 1 - alpha``; ``method``: a bound of
-    :mod:`trm_bounds.certify.confidence`; ``clip >= 0``.
+    ``T_max`` (required): the generation limit, known before the data
+    (:func:`~trm_bounds.certify.linear.check_T_max`: the longest response in the log is not a
+    valid range); ``level = 1 - alpha``; ``method``: a bound of
+    :mod:`trm_bounds.certify.confidence`; ``clip >= 0``; ``order_seed``: the order the
+    betting bound takes the sequences in, as in :func:`~trm_bounds.certify.linear.certify_sums`.
+    Rows without a valid token are not sequences (excluded, counted in ``n_empty_rows``).
 
     Returns ``level``, ``method``, ``n_sequences``, ``T_max``, ``estimate`` (the sample mean
     of ``Y``, unbiased for :math:`\max_R|\mathrm{Error}|`), ``ucb`` (the level's upper bound on
@@ -79,15 +83,18 @@ def certify_worst_case_error(log_probs: Any, rollout_log_probs: Any, mask: Any, 
     if not (clip >= 0 and np.isfinite(clip)):
         raise ValueError(f"clip: {clip!r} is not a finite value >= 0")
     r, valid = valid_log_ratios(log_probs, rollout_log_probs, mask)
-    y = worst_case_error_terms(r, valid)
+    T = check_T_max(T_max)
     lengths = valid.sum(axis=1)
     longest = int(lengths.max())
-    if T_max is not None and int(T_max) < longest:
-        raise ValueError(f"T_max: {int(T_max)} is shorter than the longest valid sequence "
+    if T < longest:
+        raise ValueError(f"T_max: {T} is shorter than the longest valid sequence "
                          f"({longest})")  # fmt: skip
-    T = longest if T_max is None else int(T_max)
+    keep = lengths > 0  # a row without a valid token is padding, not a sequence
+    y = worst_case_error_terms(r[keep], valid[keep])
     top = max(1.0, float(T))
     z = np.maximum(y, -clip) + clip  # in [0, top + clip]
+    if method == "betting" and order_seed is not None:  # sequential: a value-free order
+        z = z[unit_order(z.shape[0], order_seed)]
     ucb = upper_confidence_bound(z, upper=top + clip, level=level, method=method) - clip
     est = float(np.mean(y))
     ucb = max(ucb, float(np.mean(z)) - clip)
@@ -99,14 +106,23 @@ def certify_worst_case_error(log_probs: Any, rollout_log_probs: Any, mask: Any, 
         "no absolute continuity needed (docs/theory.md §10, Theorem 10.6)",
         f"holds with probability >= {float(level)} over the sampled sequences ({method} bound "
         f"on the mean of max(Y, -{clip:g}) in [-{clip:g}, {top:g}])",
-        (f"range uses T_max = {T}, the longest sequence in the log: valid if no response can "
-         "be longer (pass T_max = the generation limit to make it a-priori)") if T_max is None
-        else f"range uses T_max = {T}, given a priori",
+        f"range uses T_max = {T}, the generation limit given a priori",
+        "the mask covers every token sampled from pi_roll, the end-of-sequence token included",
     ]  # fmt: skip
+    if method == "betting":
+        conditions.append("the betting bound is sequential: " + (
+            f"the sequences were put in the random order drawn with seed {order_seed}, fixed "
+            "before the data" if order_seed is not None else
+            "the sequences were taken in the log's order (order_seed=None), which must not "
+            "depend on their values"))
+    if not keep.all():
+        conditions.append(f"{int((~keep).sum())} rows without a valid token are not sequences "
+                          "and were excluded")
     return {
         "level": float(level),
         "method": method,
         "n_sequences": int(y.shape[0]),
+        "n_empty_rows": int((~keep).sum()),
         "T_max": T,
         "clip": float(clip),
         "estimate": est,
