@@ -1,7 +1,7 @@
 """The error estimate (trm_bounds.certify.error_estimate; docs/theory.md §9): unbiased on exact
-instances, the ESS, two entry points giving one result, groups, and the PSIS gate: the
-intervals it shows cover at least 0.9 at nominal 0.95 and N >= 256 on exact instances, and it
-withholds them where the summands are heavy-tailed."""
+instances, the ESS, two entry points giving one result, groups, and the PSIS diagnostics: they
+flag the point estimates where the summands are heavy-tailed (the intervals, which hold for
+every law, are tested in tests/certify/test_error_interval.py)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def test_estimate_error_ess_is_kish_and_warns_when_small():
     out = estimate_error(lp, lr, np.ones_like(lp), np.ones(100))
     np.testing.assert_allclose(out["ess"], w.sum() ** 2 / (w**2).sum(), RTOL, ATOL)
     assert out["ess"] < 10 and out["warnings"]
-    assert not any(out[q]["shown"] for q in QUANTITIES) and out["error"]["lo"] is None
+    assert not any(out[q]["shown"] for q in QUANTITIES) and out["error"]["lo"] is None  # no T
+    assert any("point estimates unreliable" in w for w in out["warnings"])
     with pytest.raises(ValueError, match="rewards"):
         estimate_error(lp, lr, np.ones_like(lp), np.ones(99))
 
@@ -63,7 +64,7 @@ def test_every_rho_zero_gives_ess_zero_and_no_interval():
     out = estimate_error(lp, lr, np.ones_like(lp), R)
     assert out["ess"] == 0.0 and any("effective sample size" in w for w in out["warnings"])
     np.testing.assert_allclose(out["J_diff"]["estimate"], -R.mean(), RTOL, ATOL)
-    assert not out["J_diff"]["shown"] and "weights" in out["J_diff"]["withheld_because"]
+    assert any("point estimates unreliable" in w and "weights" in w for w in out["warnings"])
     assert out["weights_mean"]["estimate"] == 0.0 and not out["weights_mean"]["consistent"]
 
 
@@ -74,15 +75,15 @@ def test_padded_and_per_sequence_entry_points_agree_and_empty_rows_are_dropped()
     lp, lr, R, _ = _sample(inst, 600, 2)
     pad = [np.concatenate([a, np.zeros((50,) + a.shape[1:])]) for a in (lp, lr, R)]
     m = np.concatenate([np.ones_like(lp), np.zeros((50, lp.shape[1]))])
-    a = estimate_error(pad[0], pad[1], m, pad[2])
+    a = estimate_error(pad[0], pad[1], m, pad[2], T_max=4)
     S = (lp - lr).sum(axis=1)
     U = np.expm1(lp - lr).sum(axis=1)
-    b = estimate_error_sums(S, U, R)
+    b = estimate_error_sums(S, U, R, T_max=4)
     assert a["n_empty_rows"] == 50 and a["n_sequences"] == b["n_sequences"] == 600
     for q in QUANTITIES:
-        for k in ("estimate", "se"):
+        assert a[q]["shown"] and b[q]["shown"]
+        for k in ("estimate", "se", "lo", "hi"):
             np.testing.assert_allclose(a[q][k], b[q][k], RTOL, ATOL)
-        assert a[q]["shown"] == b[q]["shown"]
 
 
 def test_groups_are_the_units():
@@ -105,54 +106,24 @@ def test_error_summand_cancellation_is_exactly_zero():
     assert np.all(f == 0.0)
 
 
-# ---- coverage of the shown intervals ------------------------------------------------------
+# ---- the diagnostics on heavy tails ---------------------------------------------------------
 
-#: Instances (generator, seed, prompts) where the gate shows intervals often enough to measure.
-SHOWN = [("dense", 0, 2), ("dense", 1, 1), ("adversarial", 0, 1), ("staleness", 0, 1),
-         ("uniform", 1, 2)]
-#: Instances with rare heavy weights: the gate must withhold nearly always.
+#: Instances with rare heavy weights: the point estimates must be flagged nearly always.
 HEAVY = [("moe_flip", 0, 1), ("moe_flip", 2, 2)]
 
 
-def _coverage(kind, seed, n, N, reps):
-    """Per quantity: (shown count, covered count) of the level-0.95 interval over ``reps``
-    batches of ``N`` sequences of an exact instance (exact values by enumeration)."""
-    inst = GENERATORS[kind](seed, 3, 4, n)
-    tb = sequence_table(inst.p_x, inst.pi_roll, inst.pi_theta, inst.reward)
-    p = tb.w_roll.ravel() / tb.w_roll.sum()
-    S, U, R = tb.S.ravel(), tb.U.ravel(), tb.reward.ravel()
-    f = error_terms(S, U, R)
-    exact = {q: float((p * f[q]).sum()) for q in QUANTITIES}
-    rng = np.random.default_rng([seed, n, N])
-    counts = {q: [0, 0] for q in QUANTITIES}
-    for _ in range(reps):
-        idx = rng.choice(p.size, size=N, p=p)
-        out = estimate_error_sums(S[idx], U[idx], R[idx])
-        for q in QUANTITIES:
-            if out[q]["shown"]:
-                counts[q][0] += 1
-                counts[q][1] += out[q]["lo"] <= exact[q] <= out[q]["hi"]
-    return counts
-
-
-@pytest.mark.parametrize("N", [256, 1024])
-def test_shown_intervals_cover_at_least_0_9(N):
-    """Nominal 0.95: in every (instance, quantity) cell with >= 10 shown intervals out of 150,
-    the coverage among the shown is >= 0.9 - 3 standard errors of that count (30 cells: 2
-    standard errors would fail one cell in two runs by chance alone), and the pooled coverage
-    is >= 0.93 (fixed seeds).  The full measurement is in the coverage study's result file."""
-    shown = covered = 0
-    for kind, seed, n in SHOWN:
-        for q, (s, c) in _coverage(kind, seed, n, N, 150).items():
-            shown, covered = shown + s, covered + c
-            if s >= 10:
-                assert c / s >= 0.9 - 3 * math.sqrt(0.09 / s), (kind, seed, n, q, s, c)
-    assert shown >= 500 and covered / shown >= 0.93, (shown, covered)
-
-
-def test_heavy_tailed_instances_are_withheld():
-    """Rare sequences with weights ~100 carry the error: at N = 256 the interval is withheld
-    in at least 95% of batches."""
+def test_heavy_tailed_point_estimates_are_flagged():
+    """Rare sequences with weights ~100 carry the error: at N = 256 the point estimate of Error
+    is flagged unreliable (k-hat, ties, or the weights' mean) in at least 95 of 100 batches."""
     for kind, seed, n in HEAVY:
-        for q, (s, _) in _coverage(kind, seed, n, 256, 100).items():
-            assert s <= 5, (kind, q, s)
+        inst = GENERATORS[kind](seed, 3, 4, n)
+        tb = sequence_table(inst.p_x, inst.pi_roll, inst.pi_theta, inst.reward)
+        p = tb.w_roll.ravel() / tb.w_roll.sum()
+        S, U, R = tb.S.ravel(), tb.U.ravel(), tb.reward.ravel()
+        rng = np.random.default_rng([seed, n, 256])
+        flagged = 0
+        for _ in range(100):
+            idx = rng.choice(p.size, size=256, p=p)
+            out = estimate_error_sums(S[idx], U[idx], R[idx])
+            flagged += any("point estimates unreliable" in w for w in out["warnings"])
+        assert flagged >= 95, (kind, flagged)

@@ -278,17 +278,22 @@ def _err(lp: float) -> dict:
     (2.0, None, "vacuous"),          # B >= 1 against the reward range
     (0.5, None, "informative"),      # B < 1, no rewards
     (1 - DECISION_MARGIN / 2, None, "vacuous"),  # within the margin of the range: vacuous
-    (0.2, 0.3, "decides the sign of the gain"),  # |L'| > B
+    (0.2, 0.35, "decides the sign of the gain"),  # the L' interval [0.25, 0.45] above B
+    (0.2, -0.35, "decides the sign of the gain"),  # and below -B
+    (0.2, 0.25, "inconclusive"),     # the estimate above B, its interval [0.15, 0.35] not
     (0.5, -0.3, "inconclusive"),     # B < 1 but >= |L'|
     (1.5, 0.3, "vacuous"),           # B >= 1 and >= |L'|
     (1.5, 2.0, "decides the sign of the gain"),  # a surrogate above any true gain
 ])  # fmt: skip
 def test_verdict_categories(B, lp, status):
     """The vacuity rule of :func:`verdict`: against the reward range without rewards,
-    against the estimated |L'| with them."""
+    against the interval of L' with them."""
     v = verdict(_cert(B), None if lp is None else _err(lp), None)
     assert v["status"] == status and v["bound"] == B
-    assert ("|L'|" in v["against"]) is (lp is not None)
+    assert ("L'" in v["against"]) is (lp is not None)
+    if status == "decides the sign of the gain":
+        sign = "so J_theta > J_roll by" if lp > 0 else "so J_theta < J_roll by"
+        assert sign in v["text"] and "probability at least 0.9 (both" in v["text"]
 
 
 def test_verdict_scales_with_the_reward_span():

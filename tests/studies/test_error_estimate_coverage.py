@@ -1,7 +1,7 @@
 """The error-estimate coverage study (trm_bounds.studies.error_estimate_coverage): its table
 has every instance, N and quantity, counts that add up, and its pooled and worst cells are the
-ones of the table (the coverage claim itself is tested in tests/certify/test_error_estimate.py
-and measured in experiments/results/error_estimate_coverage.json)."""
+ones of the table; the committed full run meets the claim (the coverage itself is also tested
+on fixed seeds in tests/certify/test_error_interval.py)."""
 
 from __future__ import annotations
 
@@ -15,24 +15,35 @@ from trm_bounds.studies.error_estimate_coverage import KINDS, Args, run
 def test_small_run_table_is_consistent():
     res = run(Args(reps=8, N=(256,), seeds=1))
     assert set(res["instances"]) == {f"{k}:0:{n}" for k in KINDS for n in (1, 2)}
-    shown = covered = 0
-    for rows in res["instances"].values():
+    covered = shown = clt_covered = 0
+    cells = []
+    for name, rows in res["instances"].items():
         for q in QUANTITIES:
             c = rows["256"][q]
-            assert 0 <= c["covered"] <= c["shown"] <= 8
-            shown, covered = shown + c["shown"], covered + c["covered"]
-    assert res["pooled"]["shown"] == shown and res["pooled"]["covered"] == covered
+            g = c["clt_gated"]
+            assert 0 <= c["covered"] <= 8 and c["coverage"] == c["covered"] / 8
+            assert c["mean_width"] > 0 and 0 <= g["covered"] <= g["shown"] <= 8
+            covered, shown, clt_covered = covered + c["covered"], shown + g["shown"], \
+                clt_covered + g["covered"]
+            cells.append((c["covered"], name, q))
+    assert res["pooled"] == {"batches": 8 * len(cells), "covered": covered,
+                             "coverage": covered / (8 * len(cells))}
+    assert (res["clt_gated"]["shown"], res["clt_gated"]["covered"]) == (shown, clt_covered)
     w = res["worst_cell"]
-    assert w is None or res["instances"][w["cell"][0]][str(w["cell"][1])][w["cell"][2]]["shown"]
+    assert w["covered"] == min(c for c, _, _ in cells)
+    assert res["instances"][w["cell"][0]]["256"][w["cell"][2]]["covered"] == w["covered"]
 
 
 def test_committed_result_records_the_measured_coverage():
-    """The committed full run (>= 200 batches, N >= 256): pooled coverage of the shown
-    intervals >= 0.95 at nominal 0.95, and no judged cell (>= 10 shown) more than three
-    standard errors of its shown count below 0.9.  Not met in full: two of 117 judged cells lie
-    2.1 and 2.4 standard errors below 0.9 (docs/theory.md §9 says which and why)."""
+    """The committed full run (>= 200 batches, N >= 256, level 0.95): every cell covers at
+    least 0.9, and at least the level within two standard errors; pooled >= the level.  The
+    central-limit contrast is recorded with its failing cells (docs/theory.md §9)."""
     path = Path(__file__).resolve().parents[2] / "experiments/results/error_estimate_coverage.json"
     res = json.loads(path.read_text())
     assert res["args"]["reps"] >= 200 and min(res["args"]["N"]) >= 256
-    assert res["pooled"]["coverage"] >= 0.95
-    assert res["worst_cell"]["z"] >= -3.0
+    assert res["level"] == 0.95 and res["pooled"]["coverage"] >= 0.95
+    for rows in res["instances"].values():
+        for row in rows.values():
+            assert all(c["coverage"] >= 0.9 for c in row.values())
+    assert res["worst_cell"]["z"] >= -2.0
+    assert res["clt_gated"]["cells_below_0.9_by_2se"] >= 1  # the contrast that motivated it

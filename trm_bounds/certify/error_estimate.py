@@ -12,14 +12,15 @@ For sequences sampled from :math:`\pi_{\text{roll}}` with rewards ``R``,
 each estimated by the sample mean of its per-sequence summand (:func:`error_terms`), unbiased
 under :math:`\pi_\theta \ll \pi_{\text{roll}}` (without it the sequences only
 :math:`\pi_\theta` produces are never sampled and :math:`J_\theta` is underestimated).  These
-are **estimates**, not certificates.  The interval
-:math:`\hat\mu \pm z_{1-\alpha/2}\,\hat\sigma/\sqrt n` is a central-limit approximation over the
-``n`` independent units (sequences, or prompt groups with ``group_ids``, whose means are
-i.i.d.); the summands are heavy-tailed (:math:`e^S`), so it is **shown only where the Pareto
-k-hat diagnostic** of its summands and of the weights (both tails,
-:mod:`trm_bounds.certify.pareto`; Vehtari et al., JMLR 2024) is below the paper's threshold
-:math:`\min(1 - 1/\log_{10} n, 0.7)`, and the weights average 1 within their interval;
-otherwise it is withheld with the reason (docs/theory.md §9 "The actual error, estimated").
+are **estimates**, not certificates.  Each comes with its standard error and the Pareto k-hat
+of its summands (both tails, :mod:`trm_bounds.certify.pareto`; Vehtari et al., JMLR 2024): the
+summands are heavy-tailed (:math:`e^S`), and above the paper's threshold
+:math:`\min(1 - 1/\log_{10} n, 0.7)`, or when the weights do not average 1 within their
+standard errors, the point estimate is flagged as unreliable.  The **interval** is not a
+central-limit interval (gated by k-hat it still covered 28 of 36 times on one instance,
+docs/theory.md §9): it is :func:`trm_bounds.certify.error_interval.error_intervals`, which
+covers with probability at least ``level`` for every law, given the generation limit
+``T_max`` and the reward range; without ``T_max`` it is withheld, with the reason.
 The Kish effective sample size :math:`(\sum_i w_i)^2/\sum_i w_i^2` of the weights
 :math:`w_i = e^{S_i}` is reported too (0 when every weight is 0).
 
@@ -37,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from trm_bounds.certify.linear import group_means
+from trm_bounds.certify.error_interval import error_intervals
+from trm_bounds.certify.linear import ORDER_SEED, check_reward_range, check_T_max, group_means
 from trm_bounds.certify.pareto import khat_threshold, pareto_khat
 from trm_bounds.certify.samples import as_float64, log_ratio_sums, valid_log_ratios
 
@@ -75,10 +77,9 @@ def _tail_k(v: np.ndarray) -> float:
     return max(pareto_khat(v), pareto_khat(-v))
 
 
-def _summary(v: np.ndarray, z: float, k_max: float, weights_why: str | None) -> dict[str, Any]:
-    """Mean, standard error, k-hat, and the CLT interval if it is trusted (else ``None``, with
-    ``withheld_because``): ``k < k_max``, ``se > 0`` (a zero-width interval states nothing) and
-    the weights pass (``weights_why`` None)."""
+def _summary(v: np.ndarray, k_max: float) -> dict[str, Any]:
+    """Mean, standard error, k-hat of the summands ``v`` and whether k-hat trusts the mean
+    (``reliable``; ``unreliable_because`` otherwise)."""
     n = v.shape[0]
     with np.errstate(invalid="ignore", over="ignore"):
         mean = float(v.mean())
@@ -90,14 +91,8 @@ def _summary(v: np.ndarray, z: float, k_max: float, weights_why: str | None) -> 
                f"({n} {'units' if n != 1 else 'unit'})")
     elif not k < k_max:
         why = f"Pareto k-hat of the summands {k:.2f} not below {k_max:.2f}"
-    elif not (math.isfinite(se) and se > 0):
-        why = "no variation among the summands (a zero-width interval states nothing)"
-    elif weights_why is not None:
-        why = weights_why
-    shown = why is None
-    return {"estimate": mean, "se": se, "pareto_k": k, "shown": shown,
-            "lo": mean - z * se if shown else None, "hi": mean + z * se if shown else None,
-            "withheld_because": why}
+    return {"estimate": mean, "se": se, "pareto_k": k, "reliable": why is None,
+            "unreliable_because": why}
 
 
 def _weights_check(uw: np.ndarray, z: float) -> dict[str, Any]:
@@ -117,19 +112,26 @@ def _weights_check(uw: np.ndarray, z: float) -> dict[str, Any]:
 
 
 def estimate_error_sums(S: Any, U: Any, rewards: Any, *, level: float = 0.95,
-                        group_ids: Any = None, lengths: Any = None) -> dict[str, Any]:
-    r"""Estimates of Error, ``J_theta - J_roll`` and ``L'`` from per-row arrays ``(N,)``.
+                        group_ids: Any = None, lengths: Any = None, T_max: Any = None,
+                        reward_range: Any = (0.0, 1.0), withhold: str | None = None,
+                        order_seed: int | None = ORDER_SEED) -> dict[str, Any]:
+    r"""Estimates of Error, ``J_theta - J_roll`` and ``L'`` from per-row arrays ``(N,)``, with
+    intervals that hold for every law where ``T_max`` is known (docs/theory.md §9).
 
     ``S``: :math:`\sum_t\log\rho_t` (``-inf`` allowed), ``U``: :math:`\sum_t(\rho_t - 1)`,
     ``rewards``: finite; ``lengths`` optional valid-token counts (rows of length 0 are not
     sequences: excluded, counted in ``n_empty_rows``); ``group_ids`` optional, one id per row:
-    the units are the prompt groups (means of the summands per group).  Returns ``level``,
-    ``unit``, ``n_units``, ``n_sequences``, ``n_empty_rows``, for each of ``error``, ``J_diff``,
-    ``L_prime`` a dict (``estimate``, ``se``, ``pareto_k``, ``shown``, ``lo``, ``hi``; ``lo``
-    and ``hi`` are None where withheld), ``pareto_k_threshold``, ``pareto_k_weights`` (k-hat of
-    the unit weights :math:`e^{S}`, the PSIS diagnostic), ``ess``, ``ess_fraction`` (Kish, of the
-    sequence weights), ``diagnostic`` (one sentence: what is shown and why), ``warnings`` and
-    ``assumptions``.
+    the units are the prompt groups (means of the summands per group).  ``T_max`` (the
+    generation limit, known before the data) and ``reward_range`` give the intervals of
+    :func:`~trm_bounds.certify.error_interval.error_intervals` (rewards outside the range are
+    then an error); ``withhold``: a caller's reason to give no interval (it is reported).
+    Returns ``level``, ``unit``, ``n_units``, ``n_sequences``, ``n_empty_rows``, for each of
+    ``error``, ``J_diff``, ``L_prime`` a dict (``estimate``, ``se``, ``pareto_k``, ``reliable``,
+    ``unreliable_because``, ``shown``, ``lo``, ``hi``, ``withheld_because``; ``lo`` and ``hi``
+    are None where withheld), ``interval`` (what the intervals are, or why none),
+    ``pareto_k_threshold``, ``pareto_k_weights`` (k-hat of the unit weights :math:`e^{S}`),
+    ``weights_mean``, ``ess``, ``ess_fraction`` (Kish, of the sequence weights),
+    ``diagnostic`` (one sentence: what is shown and why), ``warnings`` and ``assumptions``.
     """
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {float(level)}")
@@ -145,41 +147,58 @@ def estimate_error_sums(S: Any, U: Any, rewards: Any, *, level: float = 0.95,
         raise ValueError(f"rewards: row {i}: NaN or inf (value {float(R[i])})")
     if np.isnan(S).any() or (S == np.inf).any() or np.isnan(Uv).any():
         raise ValueError("S, U: NaN or S = +inf (log-probabilities must be validated first)")
-    keep = np.ones(n_rows, dtype=bool) if lengths is None else (
-        as_float64(lengths, "lengths").reshape(-1) > 0)
+    L = None if lengths is None else as_float64(lengths, "lengths").reshape(-1)
+    keep = np.ones(n_rows, dtype=bool) if L is None else L > 0
     if keep.shape[0] != n_rows:
         raise ValueError(f"lengths: {keep.shape[0]} values for {n_rows} sequences")
     n = int(keep.sum())
     if n == 0:
         raise ValueError("no sequence: every row is empty (no valid token)")
+    ids = None
+    if group_ids is not None:
+        ids = np.asarray(group_ids)
+        if ids.shape != (n_rows,):
+            raise ValueError(f"group_ids: expected one id per row ({n_rows}), got {ids.shape}")
+        ids = ids[keep]
     S, Uv, R = S[keep], Uv[keep], R[keep]
     terms = error_terms(S, Uv, R)
     finite = np.isfinite(S)
     w = np.exp(S - S[finite].max()) if finite.any() else np.zeros(n)  # (n,) scaled weights
     with np.errstate(over="ignore"):
         w1 = np.exp(S)  # (n,) the weights themselves, mean 1 under absolute continuity
-    if group_ids is None:
+    if ids is None:
         unit, units = "sequence", {q: terms[q] for q in QUANTITIES}
         uw, uw1 = w, w1
     else:
-        ids = np.asarray(group_ids)
-        if ids.shape != (n_rows,):
-            raise ValueError(f"group_ids: expected one id per row ({n_rows}), got {ids.shape}")
         unit = "group"
-        units = {q: group_means(terms[q], ids[keep])[0] for q in QUANTITIES}
-        uw, uw1 = group_means(w, ids[keep])[0], group_means(w1, ids[keep])[0]
+        units = {q: group_means(terms[q], ids)[0] for q in QUANTITIES}
+        uw, uw1 = group_means(w, ids)[0], group_means(w1, ids)[0]
     n_units = int(units["error"].shape[0])
     z = NormalDist().inv_cdf(1.0 - (1.0 - float(level)) / 2.0)
     k_max = khat_threshold(n_units)
     wcheck = _weights_check(uw1, z)
     k_w = pareto_khat(uw)
-    weights_why = None
-    if not k_w < k_max:
-        weights_why = f"Pareto k-hat of the weights prod_t rho_t {k_w:.2f} not below {k_max:.2f}"
-    elif not wcheck["consistent"]:
-        weights_why = (f"the weights prod_t rho_t average {wcheck['estimate']:.3g} (se "
-                       f"{wcheck['se']:.2g}), not 1: the sample misses where pi_theta puts mass")
-    out_q = {q: _summary(units[q], z, k_max, weights_why) for q in QUANTITIES}
+    out_q = {q: _summary(units[q], k_max) for q in QUANTITIES}
+    if withhold is None and T_max is None:
+        withhold = ("the generation limit T_max is unknown: the interval's range must be known "
+                    "before the data (docs/theory.md §9)")
+    if withhold is None:
+        T = check_T_max(T_max)
+        if L is not None and float(L.max()) > T:
+            i = int(np.argmax(L > T))
+            raise ValueError(f"lengths: row {i} has {int(L[i])} valid tokens, more than "
+                             f"T_max = {T}")
+        lo, hi = check_reward_range(reward_range)
+        ivs = error_intervals(S, Uv, R, T_max=T, reward_range=(lo, hi), level=level,
+                              group_ids=ids, order_seed=order_seed)
+        interval = (f"level {float(level):g} for every law of the {unit}s (docs/theory.md §9, "
+                    f"Theorem 9.4), given T_max = {T}, rewards in [{lo:g}, {hi:g}], independent "
+                    f"{unit}s from pi_roll and pi_theta << pi_roll with the end token in the "
+                    "mask")
+    for q in QUANTITIES:
+        shown = withhold is None
+        out_q[q].update(shown=shown, lo=ivs[q][0] if shown else None,
+                        hi=ivs[q][1] if shown else None, withheld_because=withhold)
     ess = float(w.sum() ** 2 / (w**2).sum()) if w.sum() > 0 else 0.0
     warnings = []
     if ess < ESS_WARN_FRACTION * n:
@@ -188,15 +207,22 @@ def estimate_error_sums(S: Any, U: Any, rewards: Any, *, level: float = 0.95,
     if not all(np.isfinite(terms[q]).all() for q in QUANTITIES):
         warnings.append("prod_t rho_t or rho_t overflows float64 on some sequence: estimates "
                         "are inf")
-    withheld = [q for q in QUANTITIES if not out_q[q]["shown"]]
-    if withheld:
-        diagnostic = "interval withheld (PSIS diagnostics, Vehtari et al. 2024): " + "; ".join(
-            f"{q}: {out_q[q]['withheld_because']}" for q in withheld)
-        warnings.append(diagnostic + "; the point estimates are unreliable too")
+    why_w = None
+    if not k_w < k_max:
+        why_w = f"Pareto k-hat of the weights prod_t rho_t {k_w:.2f} not below {k_max:.2f}"
+    elif not wcheck["consistent"]:
+        why_w = (f"the weights prod_t rho_t average {wcheck['estimate']:.3g} (se "
+                 f"{wcheck['se']:.2g}), not 1: the sample misses where pi_theta puts mass")
+    flagged = [f"{q}: {out_q[q]['unreliable_because']}" for q in QUANTITIES
+               if not out_q[q]["reliable"]] + ([why_w] if why_w else [])
+    if flagged:
+        warnings.append("point estimates unreliable (PSIS diagnostics, Vehtari et al. 2024): "
+                        + "; ".join(flagged))
+    if withhold is None:
+        diagnostic = "intervals: " + interval
     else:
-        diagnostic = (f"intervals shown: Pareto k-hat of every summand and of the weights below "
-                      f"{k_max:.2f} for {n_units} {unit}s (PSIS, Vehtari et al. 2024) and the "
-                      "weights average 1 within their confidence interval")
+        diagnostic = "intervals withheld: " + withhold
+        interval = None
     return {
         "level": float(level),
         "unit": unit,
@@ -204,6 +230,7 @@ def estimate_error_sums(S: Any, U: Any, rewards: Any, *, level: float = 0.95,
         "n_sequences": n,
         "n_empty_rows": n_rows - n,
         **out_q,
+        "interval": interval,
         "pareto_k_threshold": k_max,
         "pareto_k_weights": k_w,
         "weights_mean": wcheck,
@@ -212,9 +239,9 @@ def estimate_error_sums(S: Any, U: Any, rewards: Any, *, level: float = 0.95,
         "diagnostic": diagnostic,
         "warnings": warnings,
         "assumptions": [
-            "estimates, not certified bounds: intervals are CLT intervals (normal "
-            f"approximation at level {float(level)}) over independent {unit}s, shown only where "
-            "the Pareto k-hat diagnostic trusts them",
+            "the estimates are sample means (not bounds), flagged by the Pareto k-hat "
+            "diagnostic where their heavy tail makes them unreliable; the intervals hold for "
+            "every law, given the generation limit and the reward range",
             ("rows are independent sequences from pi_roll with their rewards, one per prompt"
              if unit == "sequence" else
              "prompt groups are independent, responses within a group each from pi_roll"),
@@ -225,13 +252,14 @@ def estimate_error_sums(S: Any, U: Any, rewards: Any, *, level: float = 0.95,
 
 
 def estimate_error(log_probs: Any, rollout_log_probs: Any, mask: Any, rewards: Any, *,
-                   level: float = 0.95, group_ids: Any = None) -> dict[str, Any]:
+                   level: float = 0.95, group_ids: Any = None, T_max: Any = None,
+                   reward_range: Any = (0.0, 1.0)) -> dict[str, Any]:
     r"""Estimates of Error, ``J_theta - J_roll`` and ``L'`` from padded arrays (docs/theory.md §9).
 
     ``log_probs``, ``rollout_log_probs``, ``mask``: ``(B, T)`` as in
     :func:`trm_bounds.certify.certify_linear`; ``rewards``: ``(B,)`` finite; ``group_ids``
-    ``(B,)`` optional.  Computes ``S``, ``U`` per row and returns
-    :func:`estimate_error_sums` (its keys).
+    ``(B,)`` optional; ``T_max``, ``reward_range``: for the intervals.  Computes ``S``, ``U``
+    per row and returns :func:`estimate_error_sums` (its keys).
     """
     r, valid = valid_log_ratios(log_probs, rollout_log_probs, mask)
     S, U = log_ratio_sums(r, valid)  # (B,), (B,)
@@ -239,4 +267,5 @@ def estimate_error(log_probs: Any, rollout_log_probs: Any, mask: Any, rewards: A
     if R.shape[0] != r.shape[0]:
         raise ValueError(f"rewards: {R.shape[0]} values for {r.shape[0]} sequences")
     return estimate_error_sums(S, U, R, level=level, group_ids=group_ids,
-                               lengths=valid.sum(axis=1))
+                               lengths=valid.sum(axis=1), T_max=T_max,
+                               reward_range=reward_range)

@@ -213,17 +213,29 @@ def _more_data(cert: dict[str, Any], *, level: float, method: str) -> dict[str, 
                     "--certified-bound answers for other targets)."}  # fmt: skip
 
 
-def error_section(terms: dict[str, Any], *, level: float = 0.95) -> dict[str, Any] | None:
+def error_section(terms: dict[str, Any], *, level: float = 0.95, T_max: int | None = None,
+                  reward_range: tuple[float, float] = (0.0, 1.0),
+                  n_unscored: int = 0) -> dict[str, Any] | None:
     """Estimates of Error, ``J_theta - J_roll`` and ``L'`` (``None`` without rewards):
     :func:`trm_bounds.certify.error_estimate.estimate_error_sums`, the one estimator, over
-    the trained rows and the groups; it shows an interval only where the PSIS k-hat
-    diagnostic trusts it, else withholds it and gives k-hat (its ``diagnostic`` sentence)."""
+    the trained rows and the groups, with its intervals for every law (docs/theory.md §9,
+    Theorem 9.4) where the generation limit is known and every trained token is scored;
+    otherwise the intervals are withheld with the reason and what to pass."""
     from trm_bounds.certify.error_estimate import estimate_error_sums
 
     if terms["reward"] is None:
         return None
+    withhold = None
+    if T_max is None:
+        withhold = (f"the generation limit is unknown (the intervals' range must be known "
+                    f"before the data); to get them, {LIMIT_HINT}")
+    elif n_unscored:
+        withhold = (f"{n_unscored} trained token{'s have' if n_unscored != 1 else ' has'} no "
+                    "rollout log-probability, so prod_t rho_t and sum_t (rho_t - 1) are not "
+                    "known on every sequence")
     return estimate_error_sums(terms["S"], terms["U"], terms["reward"], level=level,
-                               group_ids=terms.get("group"), lengths=terms["lengths"])
+                               group_ids=terms.get("group"), lengths=terms["lengths"],
+                               T_max=T_max, reward_range=reward_range, withhold=withhold)
 
 
 def thresholds_section(delta: float, lengths: np.ndarray) -> dict[str, Any]:
@@ -253,8 +265,9 @@ def verdict(certified: dict[str, Any], error: dict[str, Any] | None,
     certify an improvement only when the surrogate gain ``L'`` exceeds what any true gain can
     be: *vacuous against the reward range* (``B < (1 - DECISION_MARGIN) (hi - lo)`` is
     informative, the margin far above float noise). With rewards logged, ``B`` is compared
-    with the estimated ``|L'|``: ``B < |L'|`` decides the sign of the gain (up to the
-    estimate's error), ``B >= |L'|`` cannot.
+    with the interval of ``L'`` (docs/theory.md §9, Theorem 9.4): an interval beyond ``B``
+    on one side decides the sign of the gain, with probability at least ``2 level - 1`` for
+    both statements at once; otherwise the bound cannot.
     """
     if not certified.get("computed", True):
         text = (f"No certified bound: {certified['reason']}. To get one, "
@@ -283,16 +296,28 @@ def verdict(certified: dict[str, Any], error: dict[str, Any] | None,
         lines.append(f"This is below the reward span {span:g}: it certifies J_theta > J_roll "
                      f"whenever the surrogate gain L' exceeds {B:.4g}.")
     if error is not None:
-        lp = error["L_prime"]["estimate"]
-        against = "the estimated surrogate gain |L'|"
-        if B < (1 - DECISION_MARGIN) * abs(lp):
+        q = error["L_prime"]
+        lp = q["estimate"]
+        against = "the surrogate gain L' (its interval at the same level)"
+        both = 2 * lvl - 1  # both events at once (union bound)
+        l_lo, l_hi = q.get("lo"), q.get("hi")
+        side = 0
+        if l_lo is not None and l_lo - B > DECISION_MARGIN * max(abs(l_lo), B):
+            side = 1
+        elif l_hi is not None and -l_hi - B > DECISION_MARGIN * max(abs(l_hi), B):
+            side = -1
+        if side:
             status = "decides the sign of the gain"
-            lines.append(f"The estimated L' = {lp:.4g} exceeds the certified bound in size, so "
-                         "the sign of J_theta - J_roll is that of L' (up to the error of the L' "
-                         "estimate).")
+            edge = l_lo - B if side > 0 else -l_hi - B
+            lines.append(f"L' lies in [{l_lo:.4g}, {l_hi:.4g}] (level {lvl:g}, for every law, "
+                         f"docs/theory.md §9 Theorem 9.4), beyond the certified bound, so "
+                         f"J_theta {'>' if side > 0 else '<'} J_roll by at least {edge:.4g}, with "
+                         f"probability at least {both:g} (both statements at once).")
         else:
             status = "vacuous" if certified["vacuous"] else "inconclusive"
-            lines.append(f"The estimated L' = {lp:.4g} is not larger in size than the certified "
-                         "bound, so the bound cannot decide whether theta improves on the "
-                         "rollout policy.")
+            iv = (f", interval [{l_lo:.4g}, {l_hi:.4g}]" if l_lo is not None
+                  else ", interval withheld")  # fmt: skip
+            lines.append(f"The surrogate gain L' (estimate {lp:.4g}{iv}) is not certified to "
+                         "exceed the bound in size, so the bound cannot decide whether theta "
+                         "improves on the rollout policy.")
     return {"status": status, "against": against, "bound": B, "text": " ".join(lines)}

@@ -280,7 +280,8 @@ def _certified_keys(s: Stats, terms: Mapping[str, Any], th: Mapping[str, float],
 
     cert = certified_section(dict(terms), level=level, T_max=T_max, T_max_source=T_max_source,
                              reward_range=reward_range, n_unscored=s.n_nan_tokens)  # fmt: skip
-    err = error_section(dict(terms), level=level)
+    err = error_section(dict(terms), level=level, T_max=T_max, reward_range=reward_range,
+                        n_unscored=s.n_nan_tokens)
     lengths = np.repeat(np.arange(s.len_count.shape[0]), s.len_count)
     trm = thresholds_section(th["seq_max_k2"], lengths[lengths > 0])
     out = {"certified": cert, "trm_thresholds": trm, "verdict": verdict(cert, err, trm)}
@@ -426,19 +427,28 @@ def _certified_markdown(r: dict[str, Any]) -> list[str]:
 
 def error_notes(e: Mapping[str, Any]) -> str:
     """The estimator's sentence on what is shown and why, and its other warnings, once each."""
-    parts = [p for p in (e.get("diagnostic") or "", *e.get("warnings", [])) if p]
+    parts = [p if p.endswith(".") else p + "." for p in (e.get("diagnostic") or "",
+                                                         *e.get("warnings", [])) if p]
     return " ".join(p for i, p in enumerate(parts)  # a part another part holds: said once
                     if not any(p in q and (p != q or j < i) for j, q in enumerate(parts) if j != i))
 
 
 def error_markdown(e: Mapping[str, Any]) -> list[str]:
-    """The error estimate: intervals where PSIS k-hat trusts them, else k-hat and why not."""
-    lines = ["## Estimated error (estimates, not certificates)", "",
-             "| quantity | estimate | interval | Pareto k-hat |", "|---|---|---|---|"]  # fmt: skip
+    """The error estimate: estimates with standard error and Pareto k-hat, and the intervals
+    that hold for every law (or why they are withheld)."""
+    about = ("Estimates are sample means with their standard error (not a claim of "
+             "coverage); ") + (
+        f"the interval holds with probability at least {e['level']:g} for every law of the "
+        f"logged {e['unit']}s under the conditions below (docs/theory.md §9)."
+        if e.get("interval") else "the intervals are withheld (the reason is below).")
+    lines = ["## Estimated error", "", about, "",
+             f"| quantity | estimate | standard error | Pareto k-hat | interval, level "
+             f"{e['level']:g} |", "|---|---|---|---|---|"]  # fmt: skip
     for k, name in (("error", "Error"), ("J_diff", "J_theta - J_roll"), ("L_prime", "L'")):
         q = e[k]
         iv = (f"[{_fmt(q['lo'])}, {_fmt(q['hi'])}]" if q.get("lo") is not None
               else "withheld")  # fmt: skip
-        lines.append(f"| {name} | {_fmt(q['estimate'])} | {iv} | {_fmt(q.get('pareto_k'))} |")
+        lines.append(f"| {name} | {_fmt(q['estimate'])} | {_fmt(q.get('se'))} | "
+                     f"{_fmt(q.get('pareto_k'))} | {iv} |")
     lines += ["", error_notes(e), "", "Assumptions: " + "; ".join(e["assumptions"]) + ".", ""]
     return lines

@@ -235,21 +235,23 @@ class Monitor:
                ) -> dict[str, float]:  # fmt: skip
         """The estimated error, ``J_theta - J_roll`` and ``L'`` (docs/theory.md §9, "The actual
         error, estimated"; :func:`~trm_bounds.certify.estimate_error_sums` from this step's
-        float64 log-ratios), each shown only where its PSIS diagnostic trusts the interval;
-        the diagnostics (Pareto k-hat, effective sample size) always."""
+        float64 log-ratios) with the intervals that hold for every law given ``T_max`` and the
+        reward range (Theorem 9.4); the diagnostics (Pareto k-hat, effective sample size)."""
         from trm_bounds.certify.error_estimate import estimate_error_sums
         from trm_bounds.certify.samples import log_ratio_sums
 
         S, U = log_ratio_sums(r64, v64)  # (B,) log prod rho, (B,) sum_t (rho_t - 1)
         est = estimate_error_sums(S, U, R, level=self.level, group_ids=groups,
-                                  lengths=v64.sum(axis=1))  # fmt: skip
+                                  lengths=v64.sum(axis=1), T_max=self.T_max,
+                                  reward_range=self.reward_range)  # fmt: skip
         out = {"trm/error/ess_fraction": est["ess_fraction"],
                "trm/error/pareto_k_weights": est["pareto_k_weights"]}  # fmt: skip
         for k in ("error", "L_prime", "J_diff"):
             q = est[k]
             out[f"trm/error/{k}_pareto_k"] = q["pareto_k"]
+            out[f"trm/error/{k}_estimate"] = q["estimate"]
             if q["shown"]:
-                out.update({f"trm/error/{k}_{p}": q[p] for p in ("estimate", "lo", "hi")})
+                out.update({f"trm/error/{k}_{p}": q[p] for p in ("lo", "hi")})
         return out
 
     @staticmethod
