@@ -331,55 +331,22 @@ def test_dump_without_trained_tokens_is_an_error(tmp_path):
 
 # ----------------------------------------------------------------------------- end to end coverage
 
-EOS = 2  # token 2 ends a response; after it both policies repeat it (rho = 1: absorbing)
-
-
-def _eos_tree(seed: int, *, n_prompts: int = 4, V: int = 3, T: int = 6) -> dict:
-    """A tree instance with an absorbing end token: prompts differ (so responses to one prompt
-    are correlated), lengths vary from 1 to the generation limit ``T``; the policies differ
-    by a random mixture at every context before the end token."""
-    rng = np.random.default_rng(seed)
-    C = (V**T - 1) // (V - 1)
-    level = np.concatenate([np.full(V**t, t) for t in range(T)])  # (C,) position of a context
-    prefix = np.concatenate([np.arange(V**t) for t in range(T)])  # (C,) prefix as a number
-    digits = (prefix[:, None] // V ** np.arange(T)[None, :]) % V  # (C, T), low digit first
-    ended = ((digits == EOS) & (np.arange(T)[None, :] < level[:, None])).any(axis=1)
-    roll = rng.dirichlet(np.ones(V) * 0.7, size=(n_prompts, C))
-    roll[..., EOS] *= 0.4  # long responses are rarer
-    roll /= roll.sum(axis=2, keepdims=True)
-    other = rng.dirichlet(np.ones(V), size=(n_prompts, C))
-    theta = (1 - 0.25) * roll + 0.25 * other
-    for p in (roll, theta):
-        p[:, ended] = np.eye(V)[EOS]
-    p_x = rng.dirichlet(np.ones(n_prompts))
-    return {"p_x": p_x, "roll": roll, "theta": theta, "V": V, "T": T}
-
-
-def _sample_dump(path, inst: dict, R: np.ndarray, rng: np.random.Generator, *, groups: int,
+def _sample_dump(path, inst, R: np.ndarray, rng: np.random.Generator, *, groups: int,
                  G: int) -> None:
-    """``groups`` prompts drawn from ``p_x``, ``G`` responses each from pi_roll, written as a
-    verl-style ``.npz`` with ``uid``, rewards and the mask cut after the end token; two pad
-    rows (no trained token) appended."""
-    V, T = inst["V"], inst["T"]
-    x = np.repeat(rng.choice(len(inst["p_x"]), size=groups, p=inst["p_x"]), G)
-    n = x.shape[0]
-    seq = np.zeros(n, dtype=np.int64)
-    lp, lr = np.zeros((n, T)), np.zeros((n, T))
-    for t in range(T):  # T = 6 positions of a test instance
-        ctx = (V**t - 1) // (V - 1) + seq
-        cum = inst["roll"][x, ctx].cumsum(axis=1)
-        tok = (rng.random(n)[:, None] > cum).sum(axis=1).clip(max=V - 1)
-        lr[:, t] = np.log(inst["roll"][x, ctx, tok])
-        lp[:, t] = np.log(inst["theta"][x, ctx, tok])
-        seq = seq * V + tok
-    tokens = (seq[:, None] // V ** np.arange(T - 1, -1, -1)[None, :]) % V
-    ends = np.where((tokens == EOS).any(axis=1), np.argmax(tokens == EOS, axis=1) + 1, T)
-    mask = np.arange(T)[None, :] < ends[:, None]
+    """``groups`` prompts drawn from ``p_x``, ``G`` responses each from pi_roll
+    (:func:`~trm_bounds.instances.end_token.sample_responses`), written as a verl-style
+    ``.npz`` with ``uid``, rewards and the mask cut after the end token; two pad rows (no
+    trained token) appended."""
+    from trm_bounds.instances.end_token import sample_responses
+
+    x = np.repeat(rng.choice(inst.n_prompts, size=groups, p=inst.p_x), G)
+    d = sample_responses(inst, x, rng)
+    n, T = x.shape[0], inst.T
     pad = np.zeros((2, T))
-    np.savez(path, old_log_probs=np.vstack([np.where(mask, lp, 0.0), pad - 1]),
-             rollout_log_probs=np.vstack([np.where(mask, lr, 0.0), pad - 1]),
-             response_mask=np.vstack([mask, pad.astype(bool)]),
-             reward=np.concatenate([R[x, seq], [0.0, 0.0]]),
+    np.savez(path, old_log_probs=np.vstack([d["log_probs"], pad - 1]),
+             rollout_log_probs=np.vstack([d["rollout_log_probs"], pad - 1]),
+             response_mask=np.vstack([d["mask"], pad.astype(bool)]),
+             reward=np.concatenate([R[x, d["seq"]], [0.0, 0.0]]),
              uid=np.concatenate([(np.arange(n) // G).astype(str), ["pad", "pad"]]))  # fmt: skip
 
 
@@ -389,31 +356,43 @@ def test_evaluate_end_to_end_covers_the_exact_error(tmp_path):
     instance with variable lengths (an end token), GRPO groups of 8 responses sharing a
     prompt, two pad rows and rewards in [-3, 5] (the worst reward for the instance): the
     upper confidence bound covers the exact sum_t Dbar_t (from the context tables, not from
-    X) and the certified bound the exact |Error| in at least level - 2 s.e. of the
-    repetitions (fixed seeds; 100 dumps of 128 groups)."""
+    X), the certified bound the exact |Error|, and the intervals of the error estimate the
+    exact Error, J_theta - J_roll and L' (docs/theory.md §9, Theorem 9.4), each in at least
+    level - 2 s.e. of the repetitions (fixed seeds; 100 dumps of 128 groups)."""
     from trm_bounds.certify.exact import sequence_table
+    from trm_bounds.instances.end_token import end_token_tree
 
-    inst = _eos_tree(seed=11)
+    inst = end_token_tree(seed=11)
     lo, hi, level, reps = -3.0, 5.0, 0.9, 100
-    table = sequence_table(inst["p_x"], inst["roll"], inst["theta"],
-                           np.zeros((len(inst["p_x"]), inst["V"] ** inst["T"])))  # fmt: skip
+    table = sequence_table(inst.p_x, inst.pi_roll, inst.pi_theta, np.zeros_like(inst.reward))
     R = np.where(table.coef > 0, hi, lo)  # (n, V^T): the reward that makes |Error| largest
     error = abs(float((R * table.coef).sum()))
     assert error <= (hi - lo) * table.dbar_sum * (1 + RTOL)  # Theorem 9.3 on the instance
+    p = table.w_roll  # (n, V^T) joint probabilities of prompt and response under pi_roll
+    w = np.exp(table.S)
+    exact = {"error": float((p * R * (w - 1 - table.U)).sum()),
+             "J_diff": float((p * R * (w - 1)).sum()), "L_prime": float((p * R * table.U).sum())}
+    np.testing.assert_allclose(abs(exact["error"]), error, rtol=RTOL)  # two routes
     rng = np.random.default_rng(12)
     ucb_covers = bound_covers = 0
+    iv_covers = dict.fromkeys(exact, 0)
     ucbs = []
     for i in range(reps):
         _sample_dump(tmp_path / f"d{i}.npz", inst, R, rng, groups=128, G=8)
         rep = evaluate(tmp_path / f"d{i}.npz", tmp_path / f"o{i}", progress=False, html=False,
-                       prefetch=False, level=level, max_response_length=inst["T"],
+                       prefetch=False, level=level, max_response_length=inst.T,
                        reward_range=(lo, hi))  # fmt: skip
         c = rep["certified"]
         assert c["unit"] == "group" and c["n_units"] == 128 and c["n_untrained_rows"] == 2
         ucb_covers += table.dbar_sum <= c["dbar_sum_ucb"]
         bound_covers += error <= c["bound_proved_here"]
         ucbs.append(c["dbar_sum_ucb"])
+        e = rep["error_estimate"]
+        assert e["unit"] == "group" and e["n_units"] == 128
+        for q, v in exact.items():
+            iv_covers[q] += e[q]["lo"] <= v <= e[q]["hi"]
     se = math.sqrt(level * (1 - level) / reps)
     assert ucb_covers / reps >= level - 2 * se, ucb_covers
     assert bound_covers / reps >= level - 2 * se, bound_covers
+    assert all(c / reps >= level - 2 * se for c in iv_covers.values()), iv_covers
     assert np.median(ucbs) < 1.5 * table.dbar_sum  # near enough to the truth to be tested

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from trm_bounds.certify.error_estimate import QUANTITIES
-from trm_bounds.studies.error_estimate_coverage import KINDS, Args, run
+from trm_bounds.studies.error_estimate_coverage import CONDITIONS, KINDS, Args, run
 
 
 def test_small_run_table_is_consistent():
@@ -29,20 +29,29 @@ def test_small_run_table_is_consistent():
     assert res["pooled"] == {"batches": 8 * len(cells), "covered": covered,
                              "coverage": covered / (8 * len(cells))}
     assert (res["clt_gated"]["shown"], res["clt_gated"]["covered"]) == (shown, clt_covered)
+    assert set(res["conditions"]) == set(CONDITIONS)
+    for name, rows in res["conditions"].items():
+        for q in QUANTITIES:
+            c = rows["256"][q]
+            assert 0 <= c["covered"] <= 8 and c["mean_width"] > 0
+            cells.append((c["covered"], name, q))
     w = res["worst_cell"]
     assert w["covered"] == min(c for c, _, _ in cells)
-    assert res["instances"][w["cell"][0]]["256"][w["cell"][2]]["covered"] == w["covered"]
+    table = res["conditions"] if w["cell"][0] in CONDITIONS else res["instances"]
+    assert table[w["cell"][0]]["256"][w["cell"][2]]["covered"] == w["covered"]
 
 
 def test_committed_result_records_the_measured_coverage():
-    """The committed full run (>= 200 batches, N >= 256, level 0.95): every cell covers at
-    least 0.9, and at least the level within two standard errors; pooled >= the level.  The
+    """The committed full run (>= 200 batches, N >= 256, level 0.95): every cell, the registry's
+    instances and the conditions (end token, groups, reward ranges), covers at least 0.9, and
+    at least the level within two standard errors; pooled >= the level.  The
     central-limit contrast is recorded with its failing cells (docs/theory.md §9)."""
     path = Path(__file__).resolve().parents[2] / "experiments/results/error_estimate_coverage.json"
     res = json.loads(path.read_text())
     assert res["args"]["reps"] >= 200 and min(res["args"]["N"]) >= 256
     assert res["level"] == 0.95 and res["pooled"]["coverage"] >= 0.95
-    for rows in res["instances"].values():
+    assert set(res["conditions"]) == set(CONDITIONS)
+    for rows in (*res["instances"].values(), *res["conditions"].values()):
         for row in rows.values():
             assert all(c["coverage"] >= 0.9 for c in row.values())
     assert res["worst_cell"]["z"] >= -2.0

@@ -45,6 +45,16 @@ KINDS = ("dense", "sparse", "moe_flip", "staleness", "adversarial", "tight",
          "single_perturbation", "uniform", "sparse_divergence")
 
 
+#: The conditions users have (docs/theory.md §9): an end token (lengths 1 to 6), GRPO groups of
+#: ``G`` responses per prompt, rewards in ``[lo, hi]``; ``worst``: the reward at the end of the
+#: range that makes ``|Error|`` largest, else the instance's uniform rewards scaled to the range.
+CONDITIONS = {
+    "end_token:G1:R0_1": (1, (0.0, 1.0), False),
+    "end_token:G8:R-3_5:worst": (8, (-3.0, 5.0), True),
+    "end_token:G16:R0_1000": (16, (0.0, 1000.0), False),
+}
+
+
 @dataclass
 class Args:
     """Arguments of the study (default: 200 repetitions, N in 256, 1024, 2048, seeds 0-2)."""
@@ -109,6 +119,41 @@ def instance_coverage(kind: str, seed: int, n_prompts: int, *, N: int, reps: int
             for q in QUANTITIES}
 
 
+def condition_coverage(name: str, seed: int, *, N: int, reps: int, level: float) -> dict:
+    """Per quantity: ``exact``, ``covered``, ``coverage``, ``mean_width`` of the intervals over
+    ``reps`` batches of ``N`` sequences (``N / G`` groups of ``G``, the unit then) of the
+    :data:`CONDITIONS` setting ``name`` on :func:`~trm_bounds.instances.end_token.end_token_tree`
+    ``(seed)``, sampled as a trainer logs them (masks stop after the end token)."""
+    from trm_bounds.certify.samples import log_ratio_sums, valid_log_ratios
+    from trm_bounds.instances.end_token import end_token_tree, sample_responses
+
+    G, (lo, hi), worst = CONDITIONS[name]
+    inst = end_token_tree(seed)
+    tb = sequence_table(inst.p_x, inst.pi_roll, inst.pi_theta, np.zeros_like(inst.reward))
+    R = (np.where(tb.coef > 0, hi, lo) if worst
+         else lo + (hi - lo) * inst.reward)  # (n_prompts, V^T)
+    w = np.exp(tb.S)
+    terms = {"error": R * (w - 1 - tb.U), "J_diff": R * (w - 1), "L_prime": R * tb.U}
+    exact = {q: float((tb.w_roll * terms[q]).sum()) for q in QUANTITIES}
+    rng = np.random.default_rng([seed, N, G, int(hi)])
+    cov = dict.fromkeys(QUANTITIES, 0)
+    width = dict.fromkeys(QUANTITIES, 0.0)
+    for _ in range(reps):
+        x = np.repeat(rng.choice(inst.n_prompts, size=N // G, p=inst.p_x), G)
+        d = sample_responses(inst, x, rng)
+        r, valid = valid_log_ratios(d["log_probs"], d["rollout_log_probs"], d["mask"])
+        S, U = log_ratio_sums(r, valid)
+        out = estimate_error_sums(S, U, R[x, d["seq"]], level=level, T_max=inst.T,
+                                  reward_range=(lo, hi),
+                                  group_ids=np.arange(x.size) // G if G > 1 else None)
+        assert out["unit"] == ("group" if G > 1 else "sequence")
+        for q in QUANTITIES:
+            cov[q] += bool(out[q]["lo"] <= exact[q] <= out[q]["hi"])
+            width[q] += out[q]["hi"] - out[q]["lo"]
+    return {q: {"exact": exact[q], "covered": cov[q], "coverage": cov[q] / reps,
+                "mean_width": width[q] / reps} for q in QUANTITIES}
+
+
 def _z(covered: int, n: int, p0: float) -> float:
     """Distance of ``covered / n`` above ``p0`` in standard errors of a proportion ``p0``."""
     return (covered / n - p0) / math.sqrt(p0 * (1 - p0) / n)
@@ -140,11 +185,23 @@ def run(args: Args) -> dict:
                     zg = _z(g["covered"], g["shown"], 0.9)
                     if worst_clt is None or zg < worst_clt["z"]:
                         worst_clt = {"cell": [name, N, q], **g, "z": zg}
+    conditions: dict = {}
+    for name in progress(list(CONDITIONS), desc="conditions"):
+        conditions[name] = {}
+        for N in args.N:
+            row = condition_coverage(name, args.seed, N=N, reps=args.reps, level=args.level)
+            conditions[name][str(N)] = row
+            for q, c in row.items():
+                zc = _z(c["covered"], args.reps, args.level)
+                if zc < worst["z"]:
+                    worst = {"cell": [name, N, q], "covered": c["covered"], "reps": args.reps,
+                             "coverage": c["coverage"], "z": zc}
     n_cells = len(cells) * len(args.N) * len(QUANTITIES)
     below = sum(_z(c["clt_gated"]["covered"], c["clt_gated"]["shown"], 0.9) < -2
                 for rows in out.values() for row in rows.values() for c in row.values()
                 if c["clt_gated"]["shown"] >= MIN_SHOWN)
     return {"level": args.level, "reps": args.reps, "T_max": 4, "instances": out,
+            "conditions": conditions,
             "pooled": {"batches": total, "covered": covered, "coverage": covered / total},
             "worst_cell": worst,
             "clt_gated": {"shown": clt_shown, "covered": clt_cov,
