@@ -163,9 +163,8 @@ def _verdict(r: Mapping[str, Any]) -> list[str]:
         e = est["error"]
         iv = (f", interval [{_num(e.get('lo'))}, {_num(e.get('hi'))}]"
               if e.get("lo") is not None else "")  # fmt: skip
-        lvl = f" at level {_num(est.get('level'))}, for every law" if iv else ""
         out.append(f"<p>Estimated actual error (from rewards, a sample mean): "
-                   f"{_num(e.get('estimate'))}{iv}{lvl}. {_e(error_notes(est))}</p>")  # fmt: skip
+                   f"{_num(e.get('estimate'))}{iv}. {_e(error_notes(est))}</p>")  # fmt: skip
     note = plugin_note(r) if isinstance(r.get("bounds"), Mapping) else None
     if note:
         out.append(f"<p>{_e(note)}</p>")

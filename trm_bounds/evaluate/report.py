@@ -427,8 +427,8 @@ def _certified_markdown(r: dict[str, Any]) -> list[str]:
 
 def error_notes(e: Mapping[str, Any]) -> str:
     """The estimator's sentence on what is shown and why, and its other warnings, once each."""
-    parts = [p if p.endswith(".") else p + "." for p in (e.get("diagnostic") or "",
-                                                         *e.get("warnings", [])) if p]
+    parts = [p[0].upper() + p[1:] + ("" if p.endswith(".") else ".")
+             for p in (e.get("diagnostic") or "", *e.get("warnings", [])) if p]
     return " ".join(p for i, p in enumerate(parts)  # a part another part holds: said once
                     if not any(p in q and (p != q or j < i) for j, q in enumerate(parts) if j != i))
 
