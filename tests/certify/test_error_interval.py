@@ -53,7 +53,7 @@ def test_bracket_closes_where_nothing_is_truncated():
     """With the truncation above every U (and e^u above every weight) the expectations of
     both bracketing variables equal the exact value: E[w] = 1 and E[U] = 0 computed by
     enumeration, the identity of Theorem 9.4's proof, two ways."""
-    p, S, U, R, _ = _table("dense", 3, 3, 4, 2)
+    p, S, U, R, _ = _table("dense", 1, 3, 4, 2)
     np.testing.assert_allclose(p @ np.exp(S), 1.0, rtol=1e-12)
     np.testing.assert_allclose(p @ U, 0.0, atol=1e-12)
     u = float(max(U.max(), S.max())) + 1.0
@@ -164,3 +164,52 @@ def test_bad_input_is_one_clear_error():
         error_intervals(S, S, S, T_max=3, group_ids=np.zeros(3))
     with pytest.raises(ValueError, match="truncation"):
         error_intervals(S, S, S, T_max=3, truncation=-1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), lo=st.sampled_from([0.0, -3.0, -1.0, 1.0]),
+       u=st.sampled_from([0.5, 2.0]))
+def test_without_absolute_continuity_the_brackets_of_theorem_9_4_e(seed, lo, u):
+    """pi_roll zero on a third of the (context, token) pairs where pi_theta has mass: the true
+    J_theta - J_roll (every sequence enumerated, the unseen ones too) stays in its bracket for
+    every reward range; the true Error and L' stay in theirs when the range contains 0
+    (docs/theory.md §9, Theorem 9.4 (e))."""
+    rng = np.random.default_rng(seed)
+    inst = GENERATORS["dense"](seed, 3, 3, 2)
+    roll = np.asarray(inst.pi_roll, dtype=np.float64).copy()
+    cut = rng.random(roll.shape) < 1 / 3
+    cut[..., 0] = False  # every context keeps a token
+    roll = np.where(cut, 0.0, roll)
+    roll /= roll.sum(axis=-1, keepdims=True)
+    hi = lo + 4.0
+    R = lo + (hi - lo) * rng.random(inst.reward.shape)
+    tb = sequence_table(inst.p_x, roll, inst.pi_theta, R)
+    p = tb.w_roll.ravel()
+    seen = p > 0
+    true = {"J_diff": float(((tb.w_theta - tb.w_roll) * R).sum()),
+            "L_prime": float((tb.w_roll * R * tb.U).sum()),
+            "error": float((tb.coef * R).sum())}
+    assert float(tb.w_theta.ravel()[~seen].sum()) > 1e-3  # pi_theta has mass pi_roll never samples
+    S, U, Rs = tb.S.ravel()[seen], tb.U.ravel()[seen], R.ravel()[seen]
+    for q, (ylo, _, yhi, _) in bracket_terms(S, U, (Rs - lo) / (hi - lo), T_max=3,
+                                             truncation=u).items():
+        if q != "J_diff" and not lo <= 0.0 <= hi:
+            continue
+        slack = 1e-12 * (1 + abs(true[q]))
+        low, up = (hi - lo) * float(p[seen] @ ylo), (hi - lo) * float(p[seen] @ yhi)
+        assert low <= true[q] + slack and true[q] <= up + slack, (q, low, true[q], up)
+
+
+def test_an_empty_interval_is_withheld_with_the_reason():
+    """Every row has one token with rho = 7 (impossible under pi_theta << pi_roll at any
+    sizeable N: E w = 1): the J_diff bracket comes out empty; it is withheld and said."""
+    S = np.full(256, np.log(7.0))
+    out = estimate_error_sums(S, np.full(256, 6.0), np.ones(256), T_max=1)
+    assert not out["J_diff"]["shown"] and "empty" in out["J_diff"]["withheld_because"]
+    assert any("contradicts E[prod_t rho_t] = 1" in w for w in out["warnings"])
+
+
+def test_truncation_beyond_float_resolution_is_refused():
+    S = np.zeros(8)
+    with pytest.raises(ValueError, match=r"truncation must lie in \[0, 20\]"):
+        error_intervals(S, S, S, T_max=2, truncation=40.0)

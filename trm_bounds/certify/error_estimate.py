@@ -11,7 +11,7 @@ For sequences sampled from :math:`\pi_{\text{roll}}` with rewards ``R``,
 
 each estimated by the sample mean of its per-sequence summand (:func:`error_terms`), unbiased
 under :math:`\pi_\theta \ll \pi_{\text{roll}}` (without it the sequences only
-:math:`\pi_\theta` produces are never sampled and :math:`J_\theta` is underestimated).  These
+:math:`\pi_\theta` produces are never sampled, and their share of :math:`J_\theta` is missed).  These
 are **estimates**, not certificates.  Each comes with its standard error and the Pareto k-hat
 of its summands (both tails, :mod:`trm_bounds.certify.pareto`; Vehtari et al., JMLR 2024): the
 summands are heavy-tailed (:math:`e^S`), and above the paper's threshold
@@ -191,14 +191,22 @@ def estimate_error_sums(S: Any, U: Any, rewards: Any, *, level: float = 0.95,
         lo, hi = check_reward_range(reward_range)
         ivs = error_intervals(S, Uv, R, T_max=T, reward_range=(lo, hi), level=level,
                               group_ids=ids, order_seed=order_seed)
+        ac = ("without needing pi_theta << pi_roll (the reward range contains 0)"
+              if lo <= 0.0 <= hi else
+              "pi_theta << pi_roll for Error and L' (the reward range does not contain 0)")
         interval = (f"level {float(level):g} for every law of the {unit}s (docs/theory.md §9, "
                     f"Theorem 9.4), given T_max = {T}, rewards in [{lo:g}, {hi:g}], independent "
-                    f"{unit}s from pi_roll and pi_theta << pi_roll with the end token in the "
-                    "mask")
+                    f"{unit}s from pi_roll with the end token in the mask, {ac}")
     for q in QUANTITIES:
-        shown = withhold is None
+        shown, why = withhold is None, withhold
+        if shown and not ivs[q][0] <= ivs[q][1]:
+            shown, why = False, (
+                f"the interval is empty (lower end {ivs[q][0]:.4g} above upper end "
+                f"{ivs[q][1]:.4g}): the sample contradicts E[prod_t rho_t] = 1 or "
+                "E[sum_t (rho_t - 1)] = 0, so pi_theta << pi_roll or the end token in the mask "
+                "fails, or an event of probability below 1 - level occurred")
         out_q[q].update(shown=shown, lo=ivs[q][0] if shown else None,
-                        hi=ivs[q][1] if shown else None, withheld_because=withhold)
+                        hi=ivs[q][1] if shown else None, withheld_because=why)
     ess = float(w.sum() ** 2 / (w**2).sum()) if w.sum() > 0 else 0.0
     warnings = []
     if ess < ESS_WARN_FRACTION * n:
@@ -218,6 +226,9 @@ def estimate_error_sums(S: Any, U: Any, rewards: Any, *, level: float = 0.95,
     if flagged:
         warnings.append("point estimates unreliable (PSIS diagnostics, Vehtari et al. 2024): "
                         + "; ".join(flagged))
+    empty = [q for q in QUANTITIES if withhold is None and not out_q[q]["shown"]]
+    if empty:
+        warnings.append("; ".join(f"{q}: {out_q[q]['withheld_because']}" for q in empty))
     if withhold is None:
         diagnostic = "intervals: " + interval
     else:
@@ -245,8 +256,9 @@ def estimate_error_sums(S: Any, U: Any, rewards: Any, *, level: float = 0.95,
             ("rows are independent sequences from pi_roll with their rewards, one per prompt"
              if unit == "sequence" else
              "prompt groups are independent, responses within a group each from pi_roll"),
-            "unbiased only under pi_theta << pi_roll (rollouts without top-p/top-k truncation); "
-            "otherwise J_theta and Error are underestimated",
+            "the estimates are unbiased only under pi_theta << pi_roll (rollouts without "
+            "top-p/top-k truncation); otherwise they miss what pi_theta does where pi_roll "
+            "never samples",
         ],
     }
 

@@ -52,12 +52,15 @@ from trm_bounds.certify.linear import (
 )
 from trm_bounds.certify.samples import as_float64
 
-__all__ = ["error_intervals", "bracket_terms", "TRUNCATION"]
+__all__ = ["error_intervals", "bracket_terms", "TRUNCATION", "MAX_TRUNCATION"]
 
 #: The truncation ``u`` of ``U`` (and ``e^u`` of the weight): fixed before the data, it only
 #: trades width between the tail term and the range (docs/theory.md §9); 2 kept the intervals
 #: narrowest over the registry's instances at ``T = 4`` and ``N = 256 .. 2048``.
 TRUNCATION = 2.0
+#: Largest truncation: beyond, ``e^u`` swamps the scaled variables' float64 resolution (the
+#: ends cancel to 0 at ``u = 40``).
+MAX_TRUNCATION = 20.0
 #: Relative slack for rounding of values that lie on a range's end (``w = e^S`` beside
 #: ``U = sum expm1``): larger excursions are errors, smaller ones are clipped.
 _SLACK = 1e-9
@@ -71,10 +74,12 @@ def bracket_terms(S: np.ndarray, U: np.ndarray, Rt: np.ndarray, *, T_max: float,
     ``S``: the bracketing variables of the module table (docs/theory.md §9, Theorem 9.4) for
     ``S`` (``-inf`` allowed), ``U >= -T_max``, rewards ``Rt`` in ``[0, 1]``.  Values are
     clipped to their ranges after a check that any excursion is rounding (``ValueError``
-    otherwise: a sequence longer than ``T_max``, or ``U`` and ``S`` from different data)."""
+    otherwise: a sequence longer than ``T_max`` whose ``U`` falls below ``-T_max``, or ``S``
+    above ``U``; a row longer than ``T_max`` with ``U >= -T_max`` is the caller's to catch,
+    from the lengths)."""
     u = float(truncation)
-    if not (math.isfinite(u) and u >= 0.0):
-        raise ValueError(f"truncation must be finite and >= 0, got {u}")
+    if not (math.isfinite(u) and 0.0 <= u <= MAX_TRUNCATION):
+        raise ValueError(f"truncation must lie in [0, {MAX_TRUNCATION:g}], got {u}")
     T = float(T_max)
     eu = math.exp(u)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -99,9 +104,12 @@ def bracket_terms(S: np.ndarray, U: np.ndarray, Rt: np.ndarray, *, T_max: float,
             bad = ~((y >= a - tol) & (y <= b + tol))
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
+                why = (f"U = {float(U[i])!r} below -T_max = {-T:g}: a sequence longer than "
+                       "T_max" if U[i] < -T else
+                       f"S = {float(S[i])!r} above U = {float(U[i])!r}, impossible for one "
+                       "sequence's log-ratios")
                 raise ValueError(f"{q} ({side} variable): row {i} has {float(y[i])!r} outside "
-                                 f"[{a:g}, {b:g}]: U = {float(U[i])!r} below -T_max = {-T:g} "
-                                 "(a sequence longer than T_max) or S above U")
+                                 f"[{a:g}, {b:g}]: {why}")
         out[q] = (np.clip(ylo, *rlo), rlo, np.clip(yhi, *rhi), rhi)
     return out
 
@@ -120,7 +128,10 @@ def error_intervals(S: Any, U: Any, rewards: Any, *, T_max: Any, reward_range: A
     bracketing variables); ``order_seed``: the seeded order the betting bound takes the units
     in (``None``: the given order).  Conditions: units independent, each from
     :math:`\pi_{\text{roll}}`, and :math:`\pi_\theta \ll \pi_{\text{roll}}` with the end token
-    in the mask (the known means :math:`\mathbb E w = 1`, :math:`\mathbb E U = 0`).
+    in the mask (the known means :math:`\mathbb E w = 1`, :math:`\mathbb E U = 0`); without
+    absolute continuity the interval of ``J_diff`` still holds, those of Error and ``L'`` when
+    the reward range contains 0 (Theorem 9.4 (e)).  An interval can come out empty (``lo > hi``): only
+    when the sample contradicts the known means; the caller reports it.
     """
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {float(level)}")
