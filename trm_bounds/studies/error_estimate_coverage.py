@@ -71,6 +71,12 @@ class Args:
 SIZES = {"tiny": {"reps": 40, "N": (256,), "seeds": 1}}
 
 
+def _covers(e: dict, exact: float) -> bool:
+    """Whether the interval ``e`` covers ``exact``; an interval withheld as empty (the sample
+    contradicts the known means, docs/theory.md §9) covers nothing."""
+    return bool(e["shown"] and e["lo"] <= exact <= e["hi"])
+
+
 def _clt_shown(out: dict, q: str) -> bool:
     """The contrast's gate: k-hat of the summands and of the weights below the threshold, the
     weights averaging 1 within ``z`` standard errors, and a positive standard error."""
@@ -83,7 +89,7 @@ def instance_coverage(kind: str, seed: int, n_prompts: int, *, N: int, reps: int
                       level: float) -> dict:
     """Per quantity: ``exact``, ``covered`` and ``coverage`` of the intervals over ``reps``
     batches of ``N`` sequences of ``GENERATORS[kind](seed, 3, 4, n_prompts)``, their
-    ``mean_width``, and the contrast ``clt_gated`` (``shown``, ``covered``, ``coverage``,
+    ``mean_width`` (0 for an interval withheld as empty), and the contrast ``clt_gated`` (``shown``, ``covered``, ``coverage``,
     ``mean_width``)."""
     T = 4
     inst = GENERATORS[kind](seed, 3, T, n_prompts)
@@ -102,8 +108,8 @@ def instance_coverage(kind: str, seed: int, n_prompts: int, *, N: int, reps: int
         out = estimate_error_sums(S[idx], U[idx], R[idx], level=level, T_max=T)
         for q in QUANTITIES:
             e = out[q]
-            cov[q] += bool(e["lo"] <= exact[q] <= e["hi"])
-            width[q] += e["hi"] - e["lo"]
+            cov[q] += _covers(e, exact[q])
+            width[q] += e["hi"] - e["lo"] if e["shown"] else 0.0
             if _clt_shown(out, q):
                 c = clt[q]
                 c["shown"] += 1
@@ -148,8 +154,8 @@ def condition_coverage(name: str, seed: int, *, N: int, reps: int, level: float)
                                   group_ids=np.arange(x.size) // G if G > 1 else None)
         assert out["unit"] == ("group" if G > 1 else "sequence")
         for q in QUANTITIES:
-            cov[q] += bool(out[q]["lo"] <= exact[q] <= out[q]["hi"])
-            width[q] += out[q]["hi"] - out[q]["lo"]
+            cov[q] += _covers(out[q], exact[q])
+            width[q] += out[q]["hi"] - out[q]["lo"] if out[q]["shown"] else 0.0
     return {q: {"exact": exact[q], "covered": cov[q], "coverage": cov[q] / reps,
                 "mean_width": width[q] / reps} for q in QUANTITIES}
 
