@@ -89,8 +89,8 @@ def instance_coverage(kind: str, seed: int, n_prompts: int, *, N: int, reps: int
                       level: float) -> dict:
     """Per quantity: ``exact``, ``covered`` and ``coverage`` of the intervals over ``reps``
     batches of ``N`` sequences of ``GENERATORS[kind](seed, 3, 4, n_prompts)``, their
-    ``mean_width`` (0 for an interval withheld as empty), and the contrast ``clt_gated`` (``shown``, ``covered``, ``coverage``,
-    ``mean_width``)."""
+    ``mean_width`` (0 for an interval withheld as empty), and the contrast ``clt_gated``
+    (``shown``, ``covered``, ``coverage``, ``mean_width``)."""
     T = 4
     inst = GENERATORS[kind](seed, 3, T, n_prompts)
     tb = sequence_table(inst.p_x, inst.pi_roll, inst.pi_theta, inst.reward)
