@@ -51,6 +51,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,12 +59,21 @@ from trm_bounds.logs.aliases import ALIASES, pick
 from trm_bounds.logs.errors import LogFormatError
 
 __all__ = ["Framework", "FRAMEWORKS", "FRAMEWORK_NAMES", "Fields", "MissingLogprobs",
-           "resolve_fields", "apply_masks"]  # fmt: skip
+           "PromptTokens", "resolve_fields", "apply_masks"]  # fmt: skip
 
 
 class MissingLogprobs(LogFormatError):
     """A file without the trainer or the rollout logprob field (a validation file, a
     rollout-only dump, a metrics file): skipped inside a log directory, an error otherwise."""
+
+
+class PromptTokens(NamedTuple):
+    """Where a dump holds its prompts' token ids: the group of a row where the framework
+    writes no key (``trm_bounds/logs/_groups.py``, ``prompt_cells``, reads them)."""
+
+    tokens: str  # token ids, (B, W) or one 1-D array per sample
+    by: str  # the field that says which of them are the prompt's
+    rule: str  # "prompt_mask" | "before_trained" | "response_length"
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,7 @@ class Framework:
     align: str = "same"  # "same" | "areal" (prox_logp next-token aligned before advantages)
     shift: bool = False  # logprobs (B, L-1) beside masks (B, L): drop the mask's first column
     group: tuple[str, ...] = ()  # the framework's own key of a prompt's samples
-    group_tokens: tuple[str, str] | None = None  # (prompt token ids, their mask): fallback
+    group_tokens: PromptTokens | None = None  # the fallback where no key is written
 
 
 FRAMEWORKS: dict[str, Framework] = {
@@ -87,18 +97,21 @@ FRAMEWORKS: dict[str, Framework] = {
         Framework("verl", ("old_log_probs",), ("rollout_log_probs",),
                   (("loss_mask", "response_mask"),), group=("uid",)),
         Framework("nemo-rl", ("prev_logprobs",), ("generation_logprobs",),
-                  (("token_loss_mask",),), sample_mask=("sample_loss_mask",)),
+                  (("token_loss_mask",),), sample_mask=("sample_loss_mask",),
+                  group_tokens=PromptTokens("token_ids", "token_loss_mask", "before_trained")),
         Framework("skyrl", ("action_log_probs",), ("rollout_logprobs",),
                   (("loss_mask", "response_mask"),), group=("uids",)),
         Framework("trl", ("old_per_token_logps",), ("sampling_per_token_logps",),
                   (("completion_mask",), ("tool_mask",)),
-                  group_tokens=("prompt_ids", "prompt_mask")),
+                  group_tokens=PromptTokens("prompt_ids", "prompt_mask", "prompt_mask")),
         Framework("slime", ("log_probs",), ("rollout_log_probs",),
-                  (("loss_masks", "loss_mask"),)),
+                  (("loss_masks", "loss_mask"),),
+                  group_tokens=PromptTokens("tokens", "response_lengths", "response_length")),
         Framework("roll", ("old_log_probs",), ("infer_logprobs",),
                   (("final_response_mask", "response_mask"),), shift=True,
                   group=("traj_group_id", "prompt_id")),
-        Framework("areal", ("prox_logp",), ("logprobs",), (("loss_mask",),), align="areal"),
+        Framework("areal", ("prox_logp",), ("logprobs",), (("loss_mask",),), align="areal",
+                  group_tokens=PromptTokens("input_ids", "loss_mask", "before_trained")),
         Framework("openrlhf", ("action_log_probs",), ("rollout_log_probs",),
                   (("action_mask",),), group=("index",)),
     )
@@ -123,7 +136,7 @@ class Fields:
     align: str = "same"
     shift: bool = False
     group: str | None = None
-    group_tokens: tuple[str, str] | None = None
+    group_tokens: PromptTokens | None = None
 
     @property
     def names(self) -> dict[str, str]:
@@ -143,7 +156,8 @@ def _fields_of(fw: Framework, keys: Sequence[str]) -> Fields | None:
     align = fw.align
     if align == "areal" and "advantages" in keys:  # compute_advantages has rolled them already
         align = "same"
-    tokens = fw.group_tokens if fw.group_tokens and fw.group_tokens[0] in keys else None
+    gt = fw.group_tokens  # the prompt tokens, and (except an optional prompt_mask) their rule
+    tokens = gt if gt and gt.tokens in keys and (gt.by in keys or gt.rule == "prompt_mask") else None
     return Fields(fw.name, lp, lr, masks, _pick_from(keys, fw.sample_mask), align, fw.shift,
                   _pick_from(keys, fw.group), tokens)  # fmt: skip
 
