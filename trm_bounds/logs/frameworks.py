@@ -9,8 +9,12 @@ mask) and how the arrays are aligned. Learnt from each framework's source:
   in multi-turn; a ``loss_mask`` wins); group key ``uid`` (``non_tensor_batch``).
   volcengine/verl ``verl/protocol.py`` (``DataProto``), ``verl/trainer/ppo/ray_trainer.py``.
 - ``nemo-rl``: ``prev_logprobs`` / ``generation_logprobs`` over prompt + response;
-  ``token_loss_mask`` (holes at tool turns) times ``sample_loss_mask``. NVIDIA-NeMo/RL
-  ``nemo_rl/utils/logger.py`` (``log_batched_dict_as_jsonl``), ``nemo_rl/algorithms/grpo.py``.
+  ``token_loss_mask`` (holes at tool turns) times ``sample_loss_mask``; no group key (``idx``
+  is the row's index): the prompt is ``token_ids`` before the first ``token_loss_mask`` 1 (0 on
+  the prompt, 1 from the first generated token), identical prompts are one group. NVIDIA-NeMo/RL
+  ``nemo_rl/utils/logger.py`` (``log_batched_dict_as_jsonl``), ``nemo_rl/algorithms/grpo.py``
+  (``log_data["token_ids"] = train_data["input_ids"]``; ``token_loss_mask`` from
+  ``add_grpo_token_loss_masks_and_generation_logprobs``).
 - ``skyrl``: ``action_log_probs`` / ``rollout_logprobs``; ``loss_mask`` (0 on observation
   tokens) wins over ``response_mask`` (every response token); response tensors right-aligned
   (left-padded); data-parallel pad rows have ``loss_mask`` 0 (``pad_training_input_batch``);
@@ -22,8 +26,12 @@ mask) and how the arrays are aligned. Learnt from each framework's source:
   row); no group key: identical left-padded ``prompt_ids`` rows (``prompt_mask``) are one
   prompt; a NaN ``sampling_per_token_logps`` (vLLM) leaves the mask, counted.
   huggingface/trl ``trl/trainer/grpo_trainer.py``.
-- ``slime``: ``log_probs`` / ``rollout_log_probs`` per sample; ``loss_masks``. THUDM/slime
-  ``slime/utils/train_dump_utils.py``, ``slime/backends/megatron_utils/actor.py``.
+- ``slime``: ``log_probs`` / ``rollout_log_probs`` per sample; ``loss_masks``; no group key
+  (``Sample.group_index`` stays in the rollout dump; ``sample_index`` is one per sample): the
+  prompt is ``tokens`` (prompt + response) less its last ``response_lengths``, identical
+  prompts are one group. THUDM/slime ``slime/observability/train_data_utils.py`` (earlier
+  ``slime/utils/train_dump_utils.py``), ``slime/ray/rollout.py``
+  (``_convert_samples_to_train_data``), ``slime/backends/megatron_utils/actor.py``.
 - ``roll``: ``old_log_probs`` / ``infer_logprobs`` of shape ``(B, L-1)`` beside
   ``response_mask`` ``(B, L)``: logprob ``t`` scores token ``t+1``, masked by
   ``response_mask[:, 1:]``; ``final_response_mask`` (the response mask times the sample
@@ -32,12 +40,20 @@ mask) and how the arrays are aligned. Learnt from each framework's source:
 - ``areal``: ``prox_logp`` (recomputed by the trainer) / ``logprobs`` (the ROLLOUT,
   behaviour policy); ``loss_mask``. Before ``compute_advantages`` ``prox_logp[:, t]`` scores
   token ``t+1`` while ``logprobs`` and ``loss_mask`` are token-aligned; afterwards (the batch
-  holds ``advantages``) all three are aligned. inclusionAI/AReaL ``areal/engine/ppo/actor.py``.
+  holds ``advantages``) all three are aligned; no group key: the prompt is ``input_ids``
+  before the first ``loss_mask`` 1 (the mask un-rolled after ``compute_advantages``), identical
+  prompts are one group. inclusionAI/AReaL ``areal/trainer/ppo/actor.py``,
+  ``areal/workflow/rlvr.py`` (``loss_mask = [0] * input_len + [1] * output_len``).
 - ``openrlhf``: ``action_log_probs`` / ``rollout_log_probs``; ``action_mask``; group key
   ``index`` (the prompt's index).
   OpenRLHF/OpenRLHF ``openrlhf/trainer/ppo_utils/experience_maker.py`` (``Experience``).
 - ``generic``: the alias table (:data:`~trm_bounds.logs.ALIASES`), trainable-token masks
   before ``response_mask``; our JSONL ``logprobs`` / ``rollout_logprobs``.
+
+The group of a row (responses sharing a prompt) is the framework's own key (``group``), else
+a generic ``prompt_id``, else, where the dump holds the prompt's token ids and no key
+(:class:`PromptTokens`: TRL, NeMo-RL, slime, AReaL), identical prompt tokens
+(``trm_bounds/logs/_groups.py``); a row index is never a key.
 
 Detection (:func:`resolve_fields`) uses the whole key set: the frameworks whose trainer *and*
 rollout fields are both present are candidates; a tie is broken by the mask fields present;
