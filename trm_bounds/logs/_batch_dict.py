@@ -10,7 +10,6 @@ without pickle. Arbitrary unpickling only with ``trust_pickle=True``.
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from trm_bounds.logs._canonical import finish
+from trm_bounds.logs._groups import group_key
 from trm_bounds.logs._padding import to_numpy
 from trm_bounds.logs._slime import from_samples, unwrap_slime
 from trm_bounds.logs.aliases import ALIASES, DIST_FIELDS, TOPK_FIELDS, pick
 from trm_bounds.logs.batch import MAX_CELLS, Batch
 from trm_bounds.logs.errors import LogFormatError
-from trm_bounds.logs.frameworks import Fields, apply_masks, resolve_fields
+from trm_bounds.logs.frameworks import apply_masks, resolve_fields
 from trm_bounds.logs.read_options import ReadOptions
 from trm_bounds.logs.unpickle import LEGACY_TORCH_MAGIC, harvest, load_pickled
 
@@ -69,7 +69,7 @@ def from_mapping(
         lr, mask, nan_per_row = _drop_nan_rollout(lr, mask)
     kr = pick(keys, "reward")
     reward = to_numpy(d[kr]) if kr is not None else None
-    prompt_id, kp = _group_key(d, fields, keys, lp.shape[0] if lp.ndim else 0)
+    prompt_id, kp = group_key(d, fields, keys, lp.shape[0] if lp.ndim else 0, file)
     max_len, max_len_src = _generation_limit(d, fields.framework, lp)
     extra: dict[str, np.ndarray] = {}
     for canon in DIST_FIELDS + TOPK_FIELDS:
@@ -105,33 +105,6 @@ def from_mapping(
         if nan_per_row is not None:
             b.n_nan_tokens = int(nan_per_row[sl].sum())
         yield b
-
-
-def _group_key(
-    d: dict[str, Any], fields: Fields, keys: list[str], B: int
-) -> tuple[np.ndarray | None, str | None]:
-    """``(prompt_id, the field it came from)``: the framework's own group key, else a generic
-    one of the alias table, else (TRL) the prompt's token ids where the artifact holds them:
-    rows with identical ``prompt_ids`` (padding dropped by ``prompt_mask``) are one prompt.
-    A key whose length is not one per row is no key."""
-    k = fields.group or pick(keys, "prompt_id")
-    if k is not None:
-        v = d[k]
-        v = to_numpy(v) if hasattr(v, "detach") else np.asarray(v, dtype=object)
-        if v.ndim == 1 and v.shape[0] == B:
-            return v, k
-    if fields.group_tokens is not None:
-        kt, km = fields.group_tokens
-        tok = to_numpy(d[kt])
-        if tok.ndim == 2 and tok.shape[0] == B:
-            valid = to_numpy(d[km]) != 0 if km in d and np.shape(d[km]) == tok.shape else None
-            if valid is not None:
-                tok = np.where(valid, tok, -1)  # same prompt, same key, whatever the padding
-            rows = np.ascontiguousarray(tok, dtype=np.int64)  # one hash per row (not token)
-            ids = np.array([hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest()
-                            for r in rows], dtype=object)  # fmt: skip
-            return ids, f"{kt} (identical prompt tokens)"
-    return None, None
 
 
 def _drop_nan_rollout(

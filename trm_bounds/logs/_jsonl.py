@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from trm_bounds.logs._canonical import check_ragged, finish, mask_array
+from trm_bounds.logs._groups import label, prompt_cells, prompt_keys
 from trm_bounds.logs._padding import pad_flat
 from trm_bounds.logs.aliases import pick
 from trm_bounds.logs.batch import Batch
 from trm_bounds.logs.errors import LogFormatError
-from trm_bounds.logs.frameworks import resolve_fields
+from trm_bounds.logs.frameworks import PromptTokens, resolve_fields
 from trm_bounds.logs.read_options import ReadOptions
 
 __all__: list[str] = []
@@ -58,6 +59,7 @@ def read_jsonl(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batc
     """Generic and NeMo-RL JSONL, one sequence per line (``json`` reads NaN/Infinity)."""
     chunk_size, framework = opts.chunk_size, opts.framework
     names: dict[str, str] | None = None
+    spec: PromptTokens | None = None  # where the prompt's token ids are, when no key is
     buf: dict[str, list] = {}
     line_no: list[int] = []
     r0 = 0
@@ -70,6 +72,8 @@ def read_jsonl(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batc
         lens = {k: np.asarray(buf["len_" + k]) for k in ("log_probs", "rollout_log_probs")}
         if "mask" in buf:
             lens["response_mask"] = np.asarray(buf["len_response_mask"])
+        if "tokens" in buf:
+            lens["tokens"] = np.asarray(buf["len_tokens"])
         check_ragged(file, {names.get(k, k): v for k, v in lens.items()}, r0, lines)
         L = lens["log_probs"]
         lp = pad_flat(np.concatenate(buf["log_probs"]), L)
@@ -80,14 +84,18 @@ def read_jsonl(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batc
             mask = pad_flat(mv, L, fill=False).astype(bool) & valid
         else:
             mask = valid
+        pid = np.asarray(buf["prompt_id"], dtype=object) if "prompt_id" in buf else None
+        kp = names.get("prompt_id")
+        if "tokens" in buf:  # no key: the prompt's token ids (before the first trained token)
+            assert spec is not None
+            tok = pad_flat(np.concatenate(buf["tokens"]), L, fill=-1, dtype=np.int64)
+            pid, kp = prompt_keys(tok, prompt_cells(spec, tok, mask)), label(spec)
         if "sample" in buf:  # NeMo-RL sample_loss_mask: whole sequences out of the loss
             mask = mask & (np.asarray(buf["sample"])[:, None] != 0)
         rew = np.asarray(buf["reward"], dtype=np.float64) if "reward" in buf else None
-        pid = np.asarray(buf["prompt_id"], dtype=object) if "prompt_id" in buf else None
         out = finish(
             file, r0, lp, lr, mask, names, reward=rew, prompt_id=pid, lines=lines,
-            zero_padding="mask" not in buf and "sample" not in buf,
-            group_field=names.get("prompt_id"),
+            zero_padding="mask" not in buf and "sample" not in buf, group_field=kp,
         )  # fmt: skip
         r0 += len(line_no)
         buf.clear()
@@ -122,6 +130,10 @@ def read_jsonl(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batc
                     ko = pick(keys, opt)
                     if ko is not None:
                         names[opt] = ko
+                gt = fields.group_tokens
+                if ("prompt_id" not in names and gt is not None and gt.rule == "before_trained"
+                        and gt.by == names.get("response_mask")):  # fmt: skip
+                    names["tokens"], spec = gt.tokens, gt
             for canon in ("log_probs", "rollout_log_probs", "response_mask"):
                 if canon not in names:
                     continue
@@ -140,6 +152,18 @@ def read_jsonl(file: Path, opts: ReadOptions, part: Any = None) -> Iterator[Batc
                 tgt = "mask" if canon == "response_mask" else canon
                 buf.setdefault(tgt, []).append(vals)
                 buf.setdefault("len_" + canon, []).append(vals.shape[0])
+            if spec is not None:
+                if spec.tokens not in rec:
+                    raise LogFormatError(file, where, spec.tokens, "missing")
+                try:
+                    tv = np.asarray(_flat1(rec[spec.tokens]), dtype=np.int64)
+                except (TypeError, ValueError, OverflowError):
+                    tv = np.zeros((0, 0))
+                if tv.ndim != 1:
+                    raise LogFormatError(file, where, spec.tokens, "expected a flat list of "
+                                         "token ids")  # fmt: skip
+                buf.setdefault("tokens", []).append(tv)
+                buf.setdefault("len_tokens", []).append(tv.shape[0])
             if "reward" in names:
                 rv = _flat1(rec.get(names["reward"], np.nan))
                 rv = rv[0] if isinstance(rv, list) and rv else rv

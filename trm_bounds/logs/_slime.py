@@ -3,10 +3,16 @@
 slime (THUDM/slime, ``slime/utils/train_dump_utils.py``, ``save_debug_train_data``) writes
 ``DIR/train_data/{rollout_id}_{rank}.pt`` = ``{"rollout_id", "rank", "rollout_data": {...}}``
 with per-sample lists over the response tokens: ``log_probs`` (trainer), ``rollout_log_probs``
-(SGLang), ``loss_masks``. ``DIR/rollout_data/{rollout_id}.pt`` = ``{"rollout_id", "samples":
-[sample dicts]}`` holds the rollout side only (no trainer logprob): inside a directory it is
-skipped (:class:`~trm_bounds.logs.frameworks.MissingLogprobs`). Per-sample 1-D values of any
-length are padded here without a Python loop over tokens.
+(SGLang), ``loss_masks``, and ``tokens`` (prompt + response) with ``response_lengths``: the
+group of a sample is its prompt's token ids (identical prompts, one key: ``group_index`` is
+not in the train dump, and ``sample_indices`` is one per sample). Since THUDM/slime 681b3adc
+(``slime/observability/train_data_utils.py``, ``_build_dump_payload``) the file is
+``DIR/train_data/{rollout_id}.pt`` = ``{"format_version": 2, ..., "samples": [one dict per
+sample: the same fields, and "sample_index", "rollout_position"], "dp_shards": [...]}``.
+``DIR/rollout_data/{rollout_id}.pt`` = ``{"rollout_id", "samples": [sample dicts]}`` holds the
+rollout side only (no trainer logprob): inside a directory it is skipped
+(:class:`~trm_bounds.logs.frameworks.MissingLogprobs`). Per-sample 1-D values of any length
+are padded here without a Python loop over tokens.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from trm_bounds.logs._canonical import check_ragged, finish, mask_array
+from trm_bounds.logs._groups import sample_group_key
 from trm_bounds.logs._padding import pad_flat, to_numpy
 from trm_bounds.logs.aliases import pick
 from trm_bounds.logs.batch import Batch
@@ -58,7 +65,8 @@ def from_samples(
             raise LogFormatError(
                 file, "file", fld, f"{len(lst)} samples but '{names['log_probs']}' has {n}"
             )
-    kr = pick(list(d.keys()), "reward")
+    keys = list(d.keys())
+    kr = pick(keys, "reward")
     rewards = d[kr] if kr is not None else None
     for s in range(0, n, chunk_size):
         idx = range(s, min(n, s + chunk_size))
@@ -82,4 +90,6 @@ def from_samples(
         rew = None
         if rewards is not None and len(rewards) == n:
             rew = np.array([float(to_numpy(rewards[i]).reshape(-1).sum()) for i in idx])
-        yield finish(file, s, lp, lr, mask, names, reward=rew, zero_padding=m_list is None)
+        pid, kp = sample_group_key(d, fields, keys, idx, file, n)
+        yield finish(file, s, lp, lr, mask, names, reward=rew, zero_padding=m_list is None,
+                     prompt_id=pid, group_field=kp)

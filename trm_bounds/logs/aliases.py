@@ -60,7 +60,7 @@ FIELDS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     ),
     "prompt_id": (
         "optional key of a prompt's samples (the framework's group key), copied into "
-        "sequences.csv; TRL: identical prompt_ids rows",
+        "sequences.csv; without a key (TRL, NeMo-RL, slime, AReaL): identical prompt tokens",
         (("prompt_id", ""), ("uid", "verl"), ("uids", "SkyRL"), ("traj_group_id", "ROLL"),
          ("index", "OpenRLHF")),
     ),

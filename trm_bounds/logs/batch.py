@@ -61,10 +61,13 @@ class Batch:
     - ``prompt_id``: ``(B,)`` array, the key that groups the samples of one prompt: the
       framework's own group key (verl ``uid``, SkyRL ``uids``, ROLL ``traj_group_id`` or
       ``prompt_id``, OpenRLHF ``index``, a generic ``prompt_id``); only where the artifact
-      holds the prompt tokens and no key (TRL), a hash of the prompt's token ids
-      (``prompt_ids`` under ``prompt_mask``): identical prompts, one key. None where the
-      artifact holds neither (NeMo-RL, slime and AReaL dumps, SkyRL after ``uids`` is popped);
-    - ``group_field``: the field ``prompt_id`` was read from (``"uid"``; ``"prompt_ids
+      holds the prompt tokens and no key, a hash of the prompt's token ids: identical
+      prompts, one key (TRL ``prompt_ids`` under ``prompt_mask``; NeMo-RL ``token_ids``
+      before the first ``token_loss_mask`` 1; slime ``tokens`` less the last
+      ``response_lengths``; AReaL ``input_ids`` before the first ``loss_mask`` 1). None where
+      the artifact holds neither (SkyRL after ``uids`` is popped, an AReaL batch saved
+      without ``input_ids``, a slime dump without ``tokens``);
+    - ``group_field``: the field ``prompt_id`` was read from (``"uid"``; ``"token_ids
       (identical prompt tokens)"`` for the token fallback), None without ``prompt_id``;
     - ``max_response_length``: the generation limit (max new tokens) fixed by the
       artifact: a response tensor padded to the configured maximum (verl pads

@@ -9,8 +9,12 @@ mask) and how the arrays are aligned. Learnt from each framework's source:
   in multi-turn; a ``loss_mask`` wins); group key ``uid`` (``non_tensor_batch``).
   volcengine/verl ``verl/protocol.py`` (``DataProto``), ``verl/trainer/ppo/ray_trainer.py``.
 - ``nemo-rl``: ``prev_logprobs`` / ``generation_logprobs`` over prompt + response;
-  ``token_loss_mask`` (holes at tool turns) times ``sample_loss_mask``. NVIDIA-NeMo/RL
-  ``nemo_rl/utils/logger.py`` (``log_batched_dict_as_jsonl``), ``nemo_rl/algorithms/grpo.py``.
+  ``token_loss_mask`` (holes at tool turns) times ``sample_loss_mask``; no group key (``idx``
+  is the row's index): the prompt is ``token_ids`` before the first ``token_loss_mask`` 1 (0 on
+  the prompt, 1 from the first generated token), identical prompts are one group. NVIDIA-NeMo/RL
+  ``nemo_rl/utils/logger.py`` (``log_batched_dict_as_jsonl``), ``nemo_rl/algorithms/grpo.py``
+  (``log_data["token_ids"] = train_data["input_ids"]``; ``token_loss_mask`` from
+  ``add_grpo_token_loss_masks_and_generation_logprobs``).
 - ``skyrl``: ``action_log_probs`` / ``rollout_logprobs``; ``loss_mask`` (0 on observation
   tokens) wins over ``response_mask`` (every response token); response tensors right-aligned
   (left-padded); data-parallel pad rows have ``loss_mask`` 0 (``pad_training_input_batch``);
@@ -22,8 +26,12 @@ mask) and how the arrays are aligned. Learnt from each framework's source:
   row); no group key: identical left-padded ``prompt_ids`` rows (``prompt_mask``) are one
   prompt; a NaN ``sampling_per_token_logps`` (vLLM) leaves the mask, counted.
   huggingface/trl ``trl/trainer/grpo_trainer.py``.
-- ``slime``: ``log_probs`` / ``rollout_log_probs`` per sample; ``loss_masks``. THUDM/slime
-  ``slime/utils/train_dump_utils.py``, ``slime/backends/megatron_utils/actor.py``.
+- ``slime``: ``log_probs`` / ``rollout_log_probs`` per sample; ``loss_masks``; no group key
+  (``Sample.group_index`` stays in the rollout dump; ``sample_index`` is one per sample): the
+  prompt is ``tokens`` (prompt + response) less its last ``response_lengths``, identical
+  prompts are one group. THUDM/slime ``slime/observability/train_data_utils.py`` (earlier
+  ``slime/utils/train_dump_utils.py``), ``slime/ray/rollout.py``
+  (``_convert_samples_to_train_data``), ``slime/backends/megatron_utils/actor.py``.
 - ``roll``: ``old_log_probs`` / ``infer_logprobs`` of shape ``(B, L-1)`` beside
   ``response_mask`` ``(B, L)``: logprob ``t`` scores token ``t+1``, masked by
   ``response_mask[:, 1:]``; ``final_response_mask`` (the response mask times the sample
@@ -32,12 +40,20 @@ mask) and how the arrays are aligned. Learnt from each framework's source:
 - ``areal``: ``prox_logp`` (recomputed by the trainer) / ``logprobs`` (the ROLLOUT,
   behaviour policy); ``loss_mask``. Before ``compute_advantages`` ``prox_logp[:, t]`` scores
   token ``t+1`` while ``logprobs`` and ``loss_mask`` are token-aligned; afterwards (the batch
-  holds ``advantages``) all three are aligned. inclusionAI/AReaL ``areal/engine/ppo/actor.py``.
+  holds ``advantages``) all three are aligned; no group key: the prompt is ``input_ids``
+  before the first ``loss_mask`` 1 (the mask un-rolled after ``compute_advantages``), identical
+  prompts are one group. inclusionAI/AReaL ``areal/trainer/ppo/actor.py``,
+  ``areal/workflow/rlvr.py`` (``loss_mask = [0] * input_len + [1] * output_len``).
 - ``openrlhf``: ``action_log_probs`` / ``rollout_log_probs``; ``action_mask``; group key
   ``index`` (the prompt's index).
   OpenRLHF/OpenRLHF ``openrlhf/trainer/ppo_utils/experience_maker.py`` (``Experience``).
 - ``generic``: the alias table (:data:`~trm_bounds.logs.ALIASES`), trainable-token masks
   before ``response_mask``; our JSONL ``logprobs`` / ``rollout_logprobs``.
+
+The group of a row (responses sharing a prompt) is the framework's own key (``group``), else
+a generic ``prompt_id``, else, where the dump holds the prompt's token ids and no key
+(:class:`PromptTokens`: TRL, NeMo-RL, slime, AReaL), identical prompt tokens
+(``trm_bounds/logs/_groups.py``); a row index is never a key.
 
 Detection (:func:`resolve_fields`) uses the whole key set: the frameworks whose trainer *and*
 rollout fields are both present are candidates; a tie is broken by the mask fields present;
@@ -51,6 +67,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,12 +75,21 @@ from trm_bounds.logs.aliases import ALIASES, pick
 from trm_bounds.logs.errors import LogFormatError
 
 __all__ = ["Framework", "FRAMEWORKS", "FRAMEWORK_NAMES", "Fields", "MissingLogprobs",
-           "resolve_fields", "apply_masks"]  # fmt: skip
+           "PromptTokens", "resolve_fields", "apply_masks"]  # fmt: skip
 
 
 class MissingLogprobs(LogFormatError):
     """A file without the trainer or the rollout logprob field (a validation file, a
     rollout-only dump, a metrics file): skipped inside a log directory, an error otherwise."""
+
+
+class PromptTokens(NamedTuple):
+    """Where a dump holds its prompts' token ids: the group of a row where the framework
+    writes no key (``trm_bounds/logs/_groups.py``, ``prompt_cells``, reads them)."""
+
+    tokens: str  # token ids, (B, W) or one 1-D array per sample
+    by: str  # the field that says which of them are the prompt's
+    rule: str  # "prompt_mask" | "before_trained" | "response_length"
 
 
 @dataclass(frozen=True)
@@ -78,7 +104,7 @@ class Framework:
     align: str = "same"  # "same" | "areal" (prox_logp next-token aligned before advantages)
     shift: bool = False  # logprobs (B, L-1) beside masks (B, L): drop the mask's first column
     group: tuple[str, ...] = ()  # the framework's own key of a prompt's samples
-    group_tokens: tuple[str, str] | None = None  # (prompt token ids, their mask): fallback
+    group_tokens: PromptTokens | None = None  # the fallback where no key is written
 
 
 FRAMEWORKS: dict[str, Framework] = {
@@ -87,18 +113,21 @@ FRAMEWORKS: dict[str, Framework] = {
         Framework("verl", ("old_log_probs",), ("rollout_log_probs",),
                   (("loss_mask", "response_mask"),), group=("uid",)),
         Framework("nemo-rl", ("prev_logprobs",), ("generation_logprobs",),
-                  (("token_loss_mask",),), sample_mask=("sample_loss_mask",)),
+                  (("token_loss_mask",),), sample_mask=("sample_loss_mask",),
+                  group_tokens=PromptTokens("token_ids", "token_loss_mask", "before_trained")),
         Framework("skyrl", ("action_log_probs",), ("rollout_logprobs",),
                   (("loss_mask", "response_mask"),), group=("uids",)),
         Framework("trl", ("old_per_token_logps",), ("sampling_per_token_logps",),
                   (("completion_mask",), ("tool_mask",)),
-                  group_tokens=("prompt_ids", "prompt_mask")),
+                  group_tokens=PromptTokens("prompt_ids", "prompt_mask", "prompt_mask")),
         Framework("slime", ("log_probs",), ("rollout_log_probs",),
-                  (("loss_masks", "loss_mask"),)),
+                  (("loss_masks", "loss_mask"),),
+                  group_tokens=PromptTokens("tokens", "response_lengths", "response_length")),
         Framework("roll", ("old_log_probs",), ("infer_logprobs",),
                   (("final_response_mask", "response_mask"),), shift=True,
                   group=("traj_group_id", "prompt_id")),
-        Framework("areal", ("prox_logp",), ("logprobs",), (("loss_mask",),), align="areal"),
+        Framework("areal", ("prox_logp",), ("logprobs",), (("loss_mask",),), align="areal",
+                  group_tokens=PromptTokens("input_ids", "loss_mask", "before_trained")),
         Framework("openrlhf", ("action_log_probs",), ("rollout_log_probs",),
                   (("action_mask",),), group=("index",)),
     )
@@ -123,7 +152,7 @@ class Fields:
     align: str = "same"
     shift: bool = False
     group: str | None = None
-    group_tokens: tuple[str, str] | None = None
+    group_tokens: PromptTokens | None = None
 
     @property
     def names(self) -> dict[str, str]:
@@ -143,7 +172,8 @@ def _fields_of(fw: Framework, keys: Sequence[str]) -> Fields | None:
     align = fw.align
     if align == "areal" and "advantages" in keys:  # compute_advantages has rolled them already
         align = "same"
-    tokens = fw.group_tokens if fw.group_tokens and fw.group_tokens[0] in keys else None
+    gt = fw.group_tokens  # the prompt tokens, and (except an optional prompt_mask) their rule
+    tokens = gt if gt and gt.tokens in keys and (gt.by in keys or gt.rule == "prompt_mask") else None
     return Fields(fw.name, lp, lr, masks, _pick_from(keys, fw.sample_mask), align, fw.shift,
                   _pick_from(keys, fw.group), tokens)  # fmt: skip
 
