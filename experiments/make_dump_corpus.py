@@ -48,6 +48,7 @@ class Seq:
     lr: np.ndarray  # (P + R,) rollout logprob
     trained: np.ndarray  # (P + R,) bool: generated response tokens
     keep: bool = True  # NeMo-RL sample_loss_mask
+    tokens: np.ndarray | None = None  # (P + R,) token ids; the prompt's are the row's own
 
     @property
     def length(self) -> int:
@@ -62,7 +63,7 @@ def make_truth(B: int, seed: int, *, multi_turn: bool, dtype: Any = np.float32) 
     """B random sequences; multi-turn ones alternate generated and tool segments."""
     rng = np.random.default_rng(seed)
     out = []
-    for _ in range(B):
+    for i in range(B):
         P = int(rng.integers(2, 6))
         n_turns = int(rng.integers(2, 4)) if multi_turn else 1
         segs: list[tuple[str, int]] = []
@@ -80,7 +81,10 @@ def make_truth(B: int, seed: int, *, multi_turn: bool, dtype: Any = np.float32) 
         lp = np.minimum(lr + rng.normal(0.0, 0.2, P + R), 0.0)
         lp = np.where(trained, lp, JUNK_THETA).astype(dtype)
         lr = np.where(trained, lr, JUNK_ROLL).astype(dtype)
-        out.append(Seq(P, segs, lp, lr, trained))
+        # token ids from a generator of their own (the values above stay as they were): every
+        # row its own prompt, so token-derived group keys give one response per prompt
+        tok = np.random.default_rng([seed, i]).integers(3, 32000, P + R)
+        out.append(Seq(P, segs, lp, lr, trained, tokens=tok))
     return out
 
 
@@ -117,9 +121,11 @@ def _full(seqs: list[Seq], *, pad_to: int = 0) -> dict[str, np.ndarray]:
     B = len(seqs)
     out = {k: np.zeros((B, L), seqs[0].lp.dtype) for k in ("lp", "lr")}
     out["trained"], out["attn"], out["resp"] = (np.zeros((B, L), bool) for _ in range(3))
+    out["tok"] = np.zeros((B, L), np.int64)  # pad id 0
     for i, s in enumerate(seqs):
         n = s.length
         out["lp"][i, :n], out["lr"][i, :n], out["trained"][i, :n] = s.lp, s.lr, s.trained
+        out["tok"][i, :n] = s.tokens
         out["attn"][i, :n] = True
         out["resp"][i, s.prompt : n] = True
     return out
@@ -250,7 +256,7 @@ def write_nemo_rl(d: Path, seqs: list[Seq], step: int = 3, *, gz: bool = False) 
     lines = []
     for i, s in enumerate(seqs):
         rec = {
-            "token_ids": [list(range(f["lp"].shape[1]))],
+            "token_ids": [f["tok"][i].tolist()],
             "prev_logprobs": [f["lp"][i].astype(np.float64).tolist()],
             "generation_logprobs": [f["lr"][i].astype(np.float64).tolist()],
             "token_loss_mask": [f["trained"][i].astype(int).tolist()],
@@ -282,7 +288,7 @@ def write_slime(d: Path, seqs: list[Seq], rollout_id: int = 2) -> list[Path]:
                             "rewards": []}  # fmt: skip
     for s in seqs:
         r = s.response
-        per["tokens"].append(list(range(s.length)))
+        per["tokens"].append(s.tokens.tolist())
         per["log_probs"].append(torch.from_numpy(s.lp[r].copy()))
         per["rollout_log_probs"].append(s.lr[r].astype(np.float64).tolist())
         per["loss_masks"].append(s.trained[r].astype(int).tolist())
@@ -378,7 +384,7 @@ def write_roll(d: Path, seqs: list[Seq]) -> list[Path]:
     d.mkdir(parents=True, exist_ok=True)
     path = d / "roll_batch.pt"
     torch.save({
-        "input_ids": _t(np.zeros(f["lp"].shape, np.int64)),
+        "input_ids": _t(f["tok"]),
         "response_mask": _t(f["trained"].astype(np.int64)),
         "old_log_probs": _t(f["lp"][:, 1:]),
         "infer_logprobs": _t(f["lr"][:, 1:]),
@@ -393,7 +399,7 @@ def write_areal(d: Path, seqs: list[Seq], *, after_advantages: bool = False) -> 
     prox = np.zeros_like(f["lp"])
     prox[:, :-1] = f["lp"][:, 1:]  # prox_logp[t] scores token t+1
     out = {
-        "input_ids": _t(np.zeros(f["lp"].shape, np.int64)),
+        "input_ids": _t(f["tok"]),
         "attention_mask": _t(f["attn"].astype(np.int64)),
         "loss_mask": _t(f["trained"].astype(np.int64)),
         "logprobs": _t(f["lr"]),

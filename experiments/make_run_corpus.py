@@ -181,7 +181,8 @@ def write_trl_nan(d: Path, seqs: list[Any], rng: np.random.Generator) -> tuple[l
 
 def write_skyrl_pad(d: Path, seqs: list[Any]) -> list[Path]:
     """SkyRL with two data-parallel pad rows (copies of row 0 with ``loss_mask`` 0)."""
-    pad = [D.Seq(s.prompt, s.segments, s.lp, s.lr, s.trained, keep=False) for s in seqs[:2]]
+    pad = [D.Seq(s.prompt, s.segments, s.lp, s.lr, s.trained, keep=False, tokens=s.tokens)
+           for s in seqs[:2]]
     seqs.extend(pad)
     r = D._resp(seqs, left=True)
     r["trained"][[len(seqs) - 2, len(seqs) - 1]] = False
