@@ -46,6 +46,7 @@ from trm_bounds.certify.confidence import upper_confidence_bounds
 from trm_bounds.certify.linear import (
     ORDER_SEED,
     check_reward_range,
+    check_rewards_in_range,
     check_T_max,
     group_means,
     unit_order,
@@ -146,11 +147,7 @@ def error_intervals(S: Any, U: Any, rewards: Any, *, T_max: Any, reward_range: A
                          f"{n}, {Uv.shape[0]}, {R.shape[0]}")
     if np.isnan(S).any() or (S == np.inf).any() or not np.isfinite(Uv).all():
         raise ValueError("S, U: NaN, S = +inf or U not finite")
-    out_of = ~((R >= lo) & (R <= hi))
-    if out_of.any():
-        i = int(np.flatnonzero(out_of)[0])
-        raise ValueError(f"rewards: row {i} has {float(R[i])}, outside reward_range "
-                         f"[{lo:g}, {hi:g}]")
+    check_rewards_in_range(R, lo, hi)
     terms = bracket_terms(S, Uv, (R - lo) / (hi - lo), T_max=T, truncation=truncation)
     rows, spans = [], []
     for q in terms:  # rows: lower variables reflected (B - x), upper variables as they are

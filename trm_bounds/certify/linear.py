@@ -33,7 +33,7 @@ from trm_bounds.certify.confidence import upper_confidence_bound
 from trm_bounds.certify.samples import divergence_terms, valid_log_ratios
 
 __all__ = ["certify_linear", "certify_sums", "check_T_max", "unit_order", "ORDER_SEED",
-           "check_reward_range", "group_means", "CONSTANTS"]
+           "check_reward_range", "check_rewards_in_range", "group_means", "CONSTANTS"]
 
 #: The constant c of the Linear bound, by variant (docs/theory.md §4, §5, §9 Theorem 9.3).
 CONSTANTS = {"published": 4.0, "sharp": 2.0, "proved_here": 1.0}
@@ -68,6 +68,16 @@ def check_reward_range(reward_range: Any) -> tuple[float, float]:
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"reward_range: need finite lo < hi, got ({lo!r}, {hi!r})")
     return lo, hi
+
+
+def check_rewards_in_range(R: np.ndarray, lo: float, hi: float) -> None:
+    """Every reward of ``R`` ``(N,)`` in ``[lo, hi]`` (NaN is not); ``ValueError`` naming the
+    first row outside otherwise (docs/theory.md §9, reward ranges)."""
+    bad = ~((R >= lo) & (R <= hi))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"rewards: row {i} has {float(R[i])}, outside reward_range "
+                         f"[{lo:g}, {hi:g}]")
 
 
 #: Seed of the order the betting bound takes the units in (:func:`unit_order`).

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trm_bounds.certify.linear import check_reward_range
+from trm_bounds.certify.linear import check_reward_range, check_rewards_in_range
 from trm_bounds.masking import check_threshold, criterion_parts, decide, sequence_stats
 from trm_bounds.masking.trainer import batch_metrics
 from trm_bounds.monitor.metrics import trm_metrics, verl_metrics
@@ -197,11 +197,7 @@ class Monitor:
         R = as_float64(rewards, "rewards").reshape(-1)
         if R.shape[0] != B:
             raise ValueError(f"rewards: {R.shape[0]} values for {B} rows")
-        lo, hi = self.reward_range
-        bad = ~(np.isfinite(R) & (R >= lo) & (R <= hi))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(f"rewards: row {i} has {float(R[i])}, outside reward_range [{lo:g}, {hi:g}]")
+        check_rewards_in_range(R, *self.reward_range)
         return R
 
     @staticmethod

@@ -138,8 +138,7 @@ def condition_coverage(name: str, seed: int, *, N: int, reps: int, level: float)
     tb = sequence_table(inst.p_x, inst.pi_roll, inst.pi_theta, np.zeros_like(inst.reward))
     R = (np.where(tb.coef > 0, hi, lo) if worst
          else lo + (hi - lo) * inst.reward)  # (n_prompts, V^T)
-    w = np.exp(tb.S)
-    terms = {"error": R * (w - 1 - tb.U), "J_diff": R * (w - 1), "L_prime": R * tb.U}
+    terms = error_terms(tb.S, tb.U, R)
     exact = {q: float((tb.w_roll * terms[q]).sum()) for q in QUANTITIES}
     rng = np.random.default_rng([seed, N, G, int(hi)])
     cov = dict.fromkeys(QUANTITIES, 0)
