@@ -213,3 +213,21 @@ def test_truncation_beyond_float_resolution_is_refused():
     S = np.zeros(8)
     with pytest.raises(ValueError, match=r"truncation must lie in \[0, 20\]"):
         error_intervals(S, S, S, T_max=2, truncation=40.0)
+
+
+def test_an_overflowing_ratio_gives_the_same_interval_as_any_large_one():
+    """One sequence with rho = e^800 (U = +inf in float64): the brackets use only U > u there,
+    so the intervals equal those with that U replaced by 1e6 (two ways); before, the estimate
+    with T_max raised instead of reporting."""
+    rng = np.random.default_rng(2)
+    S = rng.normal(0, 0.1, 128)
+    U = np.expm1(S)
+    R = rng.uniform(0, 1, 128)
+    S[0], U[0] = 800.0, np.inf
+    a = error_intervals(S, U, R, T_max=3)
+    U[0] = 1e6
+    b = error_intervals(S, U, R, T_max=3)
+    assert a == b and all(np.isfinite(v).all() for v in a.values())
+    U[0] = np.inf
+    out = estimate_error_sums(S, U, R, T_max=3)
+    assert out["error"]["shown"] and any("overflows" in w for w in out["warnings"])

@@ -145,8 +145,10 @@ def error_intervals(S: Any, U: Any, rewards: Any, *, T_max: Any, reward_range: A
     if n == 0 or Uv.shape[0] != n or R.shape[0] != n:
         raise ValueError(f"S, U, rewards: need the same number >= 1 of sequences, got "
                          f"{n}, {Uv.shape[0]}, {R.shape[0]}")
-    if np.isnan(S).any() or (S == np.inf).any() or not np.isfinite(Uv).all():
-        raise ValueError("S, U: NaN, S = +inf or U not finite")
+    # U = +inf is a finite sum of rho_t - 1 beyond float64 (a rho_t above e^709): it only
+    # says U > u, which is all the brackets use; -inf and NaN come from no log-ratios
+    if np.isnan(S).any() or (S == np.inf).any() or np.isnan(Uv).any() or (Uv == -np.inf).any():
+        raise ValueError("S, U: NaN, S = +inf or U = -inf")
     check_rewards_in_range(R, lo, hi)
     terms = bracket_terms(S, Uv, (R - lo) / (hi - lo), T_max=T, truncation=truncation)
     rows, spans = [], []
